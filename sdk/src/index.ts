@@ -1,0 +1,1 @@
+export { KERNEL_VERSION } from '@cam-os/host/version.js';
