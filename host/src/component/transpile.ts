@@ -1,0 +1,219 @@
+/**
+ * Component -> ES module, in-process, through jco's transpiler. The output is cached on disk by the
+ * component's sha-256 (plus the jco version and our patch level), so a second load of the same bytes
+ * skips transpilation entirely; core modules are compiled once per process and instantiated many times.
+ *
+ * jco's default bindings are patched in two places, both measured on this machine (bench/RESULTS.md):
+ *  - `_debugLog` reads `process.env.JCO_DEBUG` on every call (a slow native lookup): ~2.6 us per scalar
+ *    call becomes ~0.6 us once the flag is read once per module.
+ *  - instantiation calls `WebAssembly.promising` inside a try/catch; Node 20 has no JSPI, so every
+ *    instantiation threw and caught a TypeError inside a generator: ~0.25 ms becomes ~0.1 ms.
+ * A patch that no longer matches fails the load loudly (KERNEL_ERR_COMPONENT_INVALID) instead of
+ * silently losing the speed-up: a jco upgrade must revisit them.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { KernelError } from '../errors.js';
+import { WasmFormatError, wasmKind } from './wasm-binary.js';
+
+const require = createRequire(import.meta.url);
+// The package's exports map hides package.json; find it beside the resolved entry point.
+const JCO_TRANSPILE_VERSION: string = JSON.parse(
+  readFileSync(
+    join(dirname(require.resolve('@bytecodealliance/jco-transpile')), '..', 'package.json'),
+    'utf8',
+  ),
+).version;
+/** Bump when a patch below changes, so cached output from older patches is not reused. */
+const PATCH_LEVEL = 1;
+
+export interface TranspiledComponent {
+  /** `sha256:<hex>` of the component bytes. */
+  digest: string;
+  /** Absolute path of the patched ES module (import it via pathToFileURL). */
+  jsPath: string;
+  /** Core module file names, in the order jco's getCoreModule asks for them, with their bytes. */
+  coreModules: Map<string, Uint8Array>;
+  /** Interfaces the component imports, as jco keys them (`pkg:ns/iface`, no version). */
+  imports: string[];
+  /** Exported instance names, fully qualified (`pkg:ns/iface@ver`). */
+  exports: string[];
+  /** True when this load was served from the on-disk cache. */
+  cached: boolean;
+}
+
+interface CacheMeta {
+  digest: string;
+  jco: string;
+  patch: number;
+  imports: string[];
+  exports: string[];
+  coreFiles: string[];
+}
+
+export function digestOf(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+interface Patch {
+  name: string;
+  apply(src: string): string;
+}
+
+const PATCHES: Patch[] = [
+  {
+    name: 'debug-log-env-read',
+    apply: (src) => {
+      const needle = 'if (!globalThis?.process?.env?.JCO_DEBUG) { return; }';
+      if (!src.includes(needle)) return src.includes('_debugLog') ? fail('debug-log-env-read') : src;
+      return `const __CAM_JCO_DEBUG = !!globalThis?.process?.env?.JCO_DEBUG;\n${src.replaceAll(needle, 'if (!__CAM_JCO_DEBUG) { return; }')}`;
+    },
+  },
+  {
+    name: 'promising-guard',
+    apply: (src) =>
+      src.replace(
+        /= WebAssembly\.promising\(([^)]*)\);/g,
+        "= (typeof WebAssembly.promising === 'function' ? WebAssembly.promising($1) : $1);",
+      ),
+  },
+];
+
+function fail(patch: string): never {
+  throw new KernelError(
+    'KERNEL_ERR_COMPONENT_INVALID',
+    `jco output no longer matches the '${patch}' binding patch (jco-transpile ${JCO_TRANSPILE_VERSION}); update host/src/component/transpile.ts`,
+  );
+}
+
+/** Apply the binding patches (exported for tests). */
+export function patchBindings(src: string): string {
+  // jco marks the module with a "use components" directive; keep it first.
+  return PATCHES.reduce((s, p) => p.apply(s), src);
+}
+
+export class TranspileCache {
+  readonly dir: string;
+  private readonly inflight = new Map<string, Promise<TranspiledComponent>>();
+
+  constructor(cacheDir: string) {
+    this.dir = join(cacheDir, `jco-${JCO_TRANSPILE_VERSION}-p${PATCH_LEVEL}`);
+  }
+
+  /** Transpile (or fetch from cache) a component. Concurrent requests for the same bytes share one run. */
+  get(bytes: Uint8Array): Promise<TranspiledComponent> {
+    const digest = digestOf(bytes);
+    let p = this.inflight.get(digest);
+    if (!p) {
+      p = this.load(digest, bytes).finally(() => this.inflight.delete(digest));
+      this.inflight.set(digest, p);
+    }
+    return p;
+  }
+
+  private async load(digest: string, bytes: Uint8Array): Promise<TranspiledComponent> {
+    const hex = digest.slice('sha256:'.length);
+    const dir = join(this.dir, hex);
+    const metaPath = join(dir, 'meta.json');
+    if (existsSync(metaPath)) {
+      try {
+        return await this.readCached(dir, JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta);
+      } catch {
+        // A damaged cache entry is not an error for the caller: transpile again and replace it.
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    try {
+      if (wasmKind(bytes) !== 'component') {
+        throw new KernelError(
+          'KERNEL_ERR_COMPONENT_INVALID',
+          'expected a WebAssembly component but got a core module (wrap it with `jco new` / componentNew)',
+        );
+      }
+    } catch (e) {
+      if (e instanceof WasmFormatError) throw new KernelError('KERNEL_ERR_COMPONENT_INVALID', e.message);
+      throw e;
+    }
+    const { transpileBytes } = await import('@bytecodealliance/jco-transpile');
+    let result: Awaited<ReturnType<typeof transpileBytes>>;
+    try {
+      result = await transpileBytes(bytes, {
+        name: 'component',
+        instantiation: 'async',
+        emitTypescriptDeclarations: false,
+        wasiShim: false,
+      });
+    } catch (e) {
+      throw new KernelError(
+        'KERNEL_ERR_COMPONENT_INVALID',
+        `component could not be transpiled: ${firstLine(e)}`,
+      );
+    }
+    const jsName = 'component.js';
+    const js = result.files[jsName];
+    if (!js) throw new KernelError('KERNEL_ERR_COMPONENT_INVALID', 'transpiler produced no JS bindings');
+    const patched = patchBindings(Buffer.from(js).toString('utf8'));
+    const coreFiles = Object.keys(result.files)
+      .filter((f) => f.endsWith('.wasm'))
+      .sort(coreOrder);
+    const meta: CacheMeta = {
+      digest,
+      jco: JCO_TRANSPILE_VERSION,
+      patch: PATCH_LEVEL,
+      imports: result.imports,
+      exports: result.exports.filter(([n, kind]) => kind === 'instance' && n.includes(':')).map(([n]) => n),
+      coreFiles,
+    };
+    // Write into a private temp dir and rename, so a concurrent reader never sees half an entry.
+    const tmp = join(this.dir, `.tmp-${randomUUID()}`);
+    await mkdir(tmp, { recursive: true });
+    try {
+      await writeFile(join(tmp, 'component.mjs'), patched);
+      for (const f of coreFiles) await writeFile(join(tmp, f), result.files[f]!);
+      await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
+      await rename(tmp, dir).catch(async (e: NodeJS.ErrnoException) => {
+        // Another process cached the same digest first: theirs is identical, keep it.
+        if (e.code !== 'ENOTEMPTY' && e.code !== 'EEXIST') throw e;
+        await rm(tmp, { recursive: true, force: true });
+      });
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    const coreModules = new Map(coreFiles.map((f) => [f, result.files[f]!] as const));
+    return {
+      digest,
+      jsPath: join(dir, 'component.mjs'),
+      coreModules,
+      imports: meta.imports,
+      exports: meta.exports,
+      cached: false,
+    };
+  }
+
+  private async readCached(dir: string, meta: CacheMeta): Promise<TranspiledComponent> {
+    const coreModules = new Map<string, Uint8Array>();
+    for (const f of meta.coreFiles) coreModules.set(f, await readFile(join(dir, f)));
+    return {
+      digest: meta.digest,
+      jsPath: join(dir, 'component.mjs'),
+      coreModules,
+      imports: meta.imports,
+      exports: meta.exports,
+      cached: true,
+    };
+  }
+}
+
+function coreOrder(a: string, b: string): number {
+  const n = (f: string) => Number(/core(\d*)\.wasm$/.exec(f)?.[1] || 1);
+  return n(a) - n(b);
+}
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return (msg.split('\n')[0] ?? '').slice(0, 300);
+}

@@ -1,0 +1,315 @@
+/**
+ * Kernel-side handle of one component instance running in its own worker thread.
+ *
+ * One call at a time per instance (the supervisor queues the rest). A call that passes its deadline gets
+ * the worker terminated — the only way to stop a guest stuck in a loop — and the handle is dead; a trap
+ * or guest exit leaves the worker alive but the instance poisoned until `reinit()`.
+ */
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { fromGuestError, KernelError } from '../errors.js';
+import type { WasiContext } from '../sandbox/wasi.js';
+import {
+  Channel,
+  CTL_MAIN_SLEEPING,
+  CTL_REQ_SEQ,
+  CTL_RESP_SEQ,
+  Msg,
+  type MsgKind,
+  PayloadTooLarge,
+} from './channel.js';
+import type { WorkerInit } from './worker.js';
+
+/** Serves a guest's call to an import the kernel links (a host interface or another component). */
+export type HostCallHandler = (iface: string, fn: string, args: unknown[]) => unknown | Promise<unknown>;
+
+export interface InstanceOptions {
+  name: string;
+  jsPath: string;
+  modules: Record<string, WebAssembly.Module>;
+  plan: Record<string, 'wasi' | 'kernel'>;
+  wasi: WasiContext;
+  hostCall: HostCallHandler;
+  /** Kernel-side spin budget before sleeping on a wake-up message (microseconds). */
+  spinUs?: number;
+  /** Worker-side spin budget while idle (microseconds); 0 sleeps at once and frees the core. */
+  idleSpinUs?: number;
+  channelBytes?: number;
+  /** Deadline for instantiation (ms). */
+  startTimeoutMs?: number;
+}
+
+export type InstanceState = 'starting' | 'ready' | 'busy' | 'poisoned' | 'dead';
+
+/** Why an instance stopped being usable; the supervisor uses it for restarts and status. */
+export interface InstanceFault {
+  kind: 'trap' | 'exit' | 'deadline' | 'crash';
+  message: string;
+}
+
+const WORKER_URL = resolveWorkerUrl();
+
+function resolveWorkerUrl(): URL {
+  const here = new URL('./worker.js', import.meta.url);
+  // Under vitest the sources run from host/src; the worker must be the compiled file in host/dist.
+  if (here.pathname.includes('/host/src/')) return new URL(here.href.replace('/host/src/', '/host/dist/'));
+  return here;
+}
+
+export class Instance {
+  state: InstanceState = 'starting';
+  fault: InstanceFault | undefined;
+  lastInstantiateMs = 0;
+  private readonly ch: Channel;
+  private readonly worker: Worker;
+  private respSeen = 0;
+  private wake: (() => void) | undefined;
+  private readonly spinUs: number;
+  private exited = false;
+  private exitWaiters: Array<() => void> = [];
+
+  private constructor(private readonly opts: InstanceOptions) {
+    this.ch = Channel.create(opts.channelBytes);
+    this.spinUs = opts.spinUs ?? 200;
+    const init: WorkerInit = {
+      sab: this.ch.sab,
+      jsPath: opts.jsPath,
+      modules: opts.modules,
+      plan: opts.plan,
+      wasi: opts.wasi,
+      idleSpinUs: opts.idleSpinUs ?? 50,
+    };
+    this.worker = new Worker(fileURLToPath(WORKER_URL), {
+      workerData: init,
+      // The guest has no JS of its own; the worker's heap only holds bindings and values in flight.
+      resourceLimits: { maxOldGenerationSizeMb: 256 },
+      stdout: true,
+      stderr: true,
+      env: {},
+      name: `component:${opts.name}`,
+    });
+    this.worker.on('message', () => this.wake?.());
+    this.worker.on('error', (e) => this.die({ kind: 'crash', message: `worker error: ${e.message}` }));
+    this.worker.on('exit', () => {
+      this.exited = true;
+      if (this.state !== 'dead') this.die({ kind: 'crash', message: 'worker exited' });
+      for (const w of this.exitWaiters.splice(0)) w();
+    });
+    // Guests have no stdio; anything the bindings print is dropped rather than reaching the host's.
+    this.worker.stdout.resume();
+    this.worker.stderr.resume();
+  }
+
+  static async start(opts: InstanceOptions): Promise<Instance> {
+    const inst = new Instance(opts);
+    try {
+      const msg = await inst.receive(Date.now() + (opts.startTimeoutMs ?? 30_000), 'instantiate');
+      inst.afterInstantiate(msg);
+    } catch (e) {
+      await inst.terminate();
+      throw e;
+    }
+    return inst;
+  }
+
+  /** Instantiate afresh in the same worker (after a trap or exit): no new thread, warm modules. */
+  async reinit(deadlineMs = 30_000): Promise<void> {
+    if (this.state !== 'poisoned') throw new Error(`reinit from state ${this.state}`);
+    this.state = 'starting';
+    this.fault = undefined;
+    this.send(Msg.REINIT, undefined);
+    this.afterInstantiate(await this.receive(Date.now() + deadlineMs, 'instantiate'));
+  }
+
+  private afterInstantiate(msg: { kind: MsgKind; value: unknown }): void {
+    if (msg.kind === Msg.READY) {
+      this.lastInstantiateMs = (msg.value as { instantiateMs: number }).instantiateMs;
+      this.state = 'ready';
+      return;
+    }
+    const v = msg.value as { message: string };
+    this.state = 'poisoned';
+    this.fault = { kind: msg.kind === Msg.EXIT ? 'exit' : 'trap', message: v.message };
+    throw new KernelError(
+      msg.kind === Msg.EXIT ? 'KERNEL_ERR_COMPONENT_EXIT' : 'KERNEL_ERR_COMPONENT_TRAP',
+      `component '${this.opts.name}' failed to instantiate: ${v.message}`,
+    );
+  }
+
+  /**
+   * Call an export. Resolves with the value, or rejects with a KernelError: a typed guest error (instance
+   * stays ready), a trap/exit (instance poisoned), or a deadline (worker terminated, instance dead).
+   */
+  async call(iface: string, fn: string, args: unknown[], deadlineAt: number): Promise<unknown> {
+    if (this.state !== 'ready') throw new Error(`call on instance in state ${this.state}`);
+    this.state = 'busy';
+    try {
+      this.send(Msg.CALL, { iface, fn, args });
+    } catch (e) {
+      this.state = 'ready';
+      throw e;
+    }
+    for (;;) {
+      const msg = await this.receive(deadlineAt, `${iface}#${fn}`);
+      switch (msg.kind) {
+        case Msg.OK:
+          this.state = 'ready';
+          return msg.value;
+        case Msg.ERR:
+          this.state = 'ready';
+          throw fromGuestError(this.opts.name, (msg.value as { payload: unknown }).payload);
+        case Msg.HOSTCALL:
+          await this.serveHostCall(msg.value as { iface: string; fn: string; args: unknown[] });
+          break;
+        case Msg.EXIT:
+        case Msg.TRAP: {
+          const v = msg.value as { message: string; missing?: boolean };
+          if (v.missing) {
+            this.state = 'ready';
+            throw new KernelError(
+              'KERNEL_ERR_EXPORT_MISSING',
+              `component '${this.opts.name}' has no ${v.message.replace(/^export /, '').replace(/ not found$/, '')}`,
+            );
+          }
+          this.state = 'poisoned';
+          const exit = msg.kind === Msg.EXIT;
+          this.fault = { kind: exit ? 'exit' : 'trap', message: v.message };
+          throw new KernelError(
+            exit ? 'KERNEL_ERR_COMPONENT_EXIT' : 'KERNEL_ERR_COMPONENT_TRAP',
+            `component '${this.opts.name}' ${exit ? 'exited' : 'trapped'} in ${iface}#${fn}: ${v.message}`,
+          );
+        }
+        default:
+          this.die({ kind: 'crash', message: `protocol error: unexpected message kind ${msg.kind}` });
+          throw new KernelError(
+            'KERNEL_ERR_INTERNAL',
+            `component '${this.opts.name}' broke the call protocol`,
+          );
+      }
+    }
+  }
+
+  private async serveHostCall(req: { iface: string; fn: string; args: unknown[] }): Promise<void> {
+    let kind: MsgKind = Msg.HOST_OK;
+    let value: unknown;
+    try {
+      value = await this.opts.hostCall(req.iface, req.fn, req.args);
+    } catch (e) {
+      kind = Msg.HOST_ERR;
+      const payload =
+        e && typeof e === 'object' && Object.hasOwn(e, 'payload')
+          ? (e as { payload: unknown }).payload
+          : undefined;
+      value = { message: e instanceof Error ? e.message : String(e), payload };
+    }
+    if (this.state === 'dead') return; // the deadline passed while the host call ran
+    try {
+      this.send(kind, value);
+    } catch (e) {
+      // The answer does not fit or cannot be cloned: the guest gets an error, not a hang.
+      this.send(Msg.HOST_ERR, {
+        message: e instanceof PayloadTooLarge ? e.message : 'host value cannot be sent to the guest',
+      });
+    }
+  }
+
+  private send(kind: MsgKind, value: unknown): void {
+    try {
+      this.ch.write(kind, value);
+    } catch (e) {
+      if (e instanceof PayloadTooLarge) throw new KernelError('KERNEL_ERR_PAYLOAD_TOO_LARGE', e.message);
+      throw new KernelError(
+        'KERNEL_ERR_REQUEST_INVALID',
+        `value cannot be passed to a component: ${(e as Error).message}`,
+      );
+    }
+    this.ch.bump(CTL_REQ_SEQ);
+  }
+
+  /** Wait for the worker's next message: spin within budget, then sleep until woken or the deadline. */
+  private receive(deadlineAt: number, what: string): Promise<{ kind: MsgKind; value: unknown }> {
+    const target = this.respSeen + 1;
+    const ctl = this.ch.ctl;
+    if (this.spinUs > 0) {
+      const spinUntil = performance.now() + this.spinUs / 1000;
+      while (Atomics.load(ctl, CTL_RESP_SEQ) < target) {
+        if (performance.now() > spinUntil) break;
+      }
+    }
+    if (Atomics.load(ctl, CTL_RESP_SEQ) >= target) {
+      this.respSeen = target;
+      return Promise.resolve(this.ch.read());
+    }
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const check = () => {
+        if (this.state === 'dead') {
+          finish();
+          reject(this.deadError(what));
+          return true;
+        }
+        if (Atomics.load(ctl, CTL_RESP_SEQ) >= target) {
+          finish();
+          this.respSeen = target;
+          resolve(this.ch.read());
+          return true;
+        }
+        return false;
+      };
+      const finish = () => {
+        this.wake = undefined;
+        Atomics.store(ctl, CTL_MAIN_SLEEPING, 0);
+        if (timer) clearTimeout(timer);
+      };
+      this.wake = check;
+      Atomics.store(ctl, CTL_MAIN_SLEEPING, 1);
+      if (check()) return; // the worker answered between the spin and the flag
+      const remaining = deadlineAt - Date.now();
+      timer = setTimeout(
+        () => {
+          if (check()) return;
+          finish();
+          const fault: InstanceFault = { kind: 'deadline', message: `${what} passed its deadline` };
+          this.die(fault);
+          reject(
+            new KernelError(
+              'KERNEL_ERR_CALL_DEADLINE',
+              `component '${this.opts.name}': ${fault.message}; instance stopped`,
+            ),
+          );
+        },
+        Math.max(0, remaining),
+      );
+    });
+  }
+
+  private deadError(what: string): KernelError {
+    const f = this.fault;
+    if (f?.kind === 'deadline')
+      return new KernelError('KERNEL_ERR_CALL_DEADLINE', `component '${this.opts.name}': ${f.message}`);
+    return new KernelError(
+      'KERNEL_ERR_COMPONENT_TRAP',
+      `component '${this.opts.name}' died during ${what}: ${f?.message ?? 'worker exited'}`,
+    );
+  }
+
+  private die(fault: InstanceFault): void {
+    if (this.state === 'dead') return;
+    this.state = 'dead';
+    // A deadline kill also fires the worker's exit event; keep the first, more precise, cause.
+    this.fault ??= fault;
+    void this.worker.terminate();
+    this.wake?.();
+  }
+
+  get threadId(): number {
+    return this.worker.threadId;
+  }
+
+  /** Stop the worker (idempotent); resolves once the thread is gone. */
+  async terminate(): Promise<void> {
+    if (this.state !== 'dead') this.die({ kind: 'crash', message: 'terminated by the kernel' });
+    if (this.exited) return;
+    await new Promise<void>((r) => this.exitWaiters.push(r));
+  }
+}

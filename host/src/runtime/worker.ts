@@ -1,0 +1,179 @@
+/**
+ * Worker-thread side of one component instance. The worker owns the instance, serves calls from the
+ * channel one at a time, and blocks (Atomics.wait) while the kernel answers a host import — so a guest
+ * sees synchronous imports even when the kernel serves them asynchronously (Redis, another component).
+ *
+ * Anything the guest does wrong (trap, bad value, exit) poisons only this instance: it is reported as
+ * TRAP/EXIT and the instance is dropped until the kernel sends REINIT.
+ */
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { parentPort, workerData } from 'node:worker_threads';
+import { buildWasi, GuestExit, type WasiContext } from '../sandbox/wasi.js';
+import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg } from './channel.js';
+
+export interface WorkerInit {
+  sab: SharedArrayBuffer;
+  jsPath: string;
+  modules: Record<string, WebAssembly.Module>;
+  /** Unversioned import interface -> who serves it. */
+  plan: Record<string, 'wasi' | 'kernel'>;
+  wasi: WasiContext;
+  /** How long the worker spins for the next request before sleeping in Atomics.wait (microseconds). */
+  idleSpinUs: number;
+}
+
+type ExportMap = Record<string, Record<string, (...args: unknown[]) => unknown>>;
+
+const init = workerData as WorkerInit;
+const ch = new Channel(init.sab);
+let reqSeen = ch.load(CTL_REQ_SEQ);
+let exportsMap: ExportMap | undefined;
+
+/** Post a message to the kernel and wake it if it stopped spinning. */
+function publish(): void {
+  ch.bump(CTL_RESP_SEQ);
+  if (Atomics.exchange(ch.ctl, CTL_MAIN_SLEEPING, 0) === 1) parentPort!.postMessage(0);
+}
+
+/** Wait for the kernel's next message: spin briefly (calls often come in bursts), then sleep. */
+function awaitRequest(spinUs: number): void {
+  const until = spinUs > 0 ? performance.now() + spinUs / 1000 : 0;
+  while (Atomics.load(ch.ctl, CTL_REQ_SEQ) === reqSeen) {
+    if (spinUs > 0 && performance.now() < until) continue;
+    Atomics.wait(ch.ctl, CTL_REQ_SEQ, reqSeen);
+  }
+  reqSeen = Atomics.load(ch.ctl, CTL_REQ_SEQ);
+}
+
+class HostError extends Error {
+  constructor(
+    message: string,
+    readonly payload?: unknown,
+  ) {
+    super(message);
+    // jco reads an own `payload` property to lower a `result` error into the guest.
+    if (payload === undefined) delete (this as { payload?: unknown }).payload;
+  }
+}
+
+function hostCall(iface: string, fn: string, args: unknown[]): unknown {
+  ch.write(Msg.HOSTCALL, { iface, fn, args });
+  publish();
+  awaitRequest(init.idleSpinUs);
+  const { kind, value } = ch.read();
+  if (kind === Msg.HOST_OK) return value;
+  if (kind === Msg.HOST_ERR) {
+    const v = value as { message: string; payload?: unknown };
+    throw new HostError(v.message, v.payload);
+  }
+  throw new Error(`kernel answered a host call with message kind ${kind}`);
+}
+
+function forwarder(iface: string): Record<string, unknown> {
+  const cache = new Map<string, (...args: unknown[]) => unknown>();
+  return new Proxy(
+    {},
+    {
+      get(_t, prop) {
+        if (typeof prop !== 'string') return undefined;
+        let f = cache.get(prop);
+        if (!f) {
+          f = (...args: unknown[]) => hostCall(iface, prop, args);
+          cache.set(prop, f);
+        }
+        return f;
+      },
+    },
+  );
+}
+
+async function instantiate(): Promise<number> {
+  const mod = (await import(pathToFileURL(init.jsPath).href)) as {
+    instantiate: (
+      getCoreModule: (name: string) => WebAssembly.Module,
+      imports: Record<string, unknown>,
+      instantiateCore: (m: WebAssembly.Module, i?: WebAssembly.Imports) => WebAssembly.Instance,
+    ) => Promise<ExportMap> | ExportMap;
+  };
+  const imports: Record<string, unknown> = {};
+  for (const [iface, who] of Object.entries(init.plan)) {
+    imports[iface] = who === 'wasi' ? buildWasi(iface, init.wasi) : forwarder(iface);
+  }
+  const t0 = performance.now();
+  const getCore = (name: string) => {
+    const m = init.modules[name];
+    if (!m) throw new Error(`transpiled component asked for unknown core module ${name}`);
+    return m;
+  };
+  // Synchronous core instantiation: the async form costs a thread hop per core module.
+  exportsMap = await mod.instantiate(getCore, imports, (m, i) => new WebAssembly.Instance(m, i));
+  return performance.now() - t0;
+}
+
+function describe(e: unknown): string {
+  if (e instanceof Error) return `${e.name}: ${e.message}`.split('\n')[0]!.slice(0, 500);
+  return String(e).slice(0, 500);
+}
+
+function serve(iface: string, fn: string, args: unknown[]): void {
+  const target = exportsMap?.[iface]?.[fn];
+  if (typeof target !== 'function') {
+    ch.write(Msg.TRAP, { message: `export ${iface}#${fn} not found`, missing: true });
+    return;
+  }
+  try {
+    const value = target(...args);
+    ch.write(Msg.OK, value);
+  } catch (e) {
+    if (e instanceof GuestExit) {
+      exportsMap = undefined;
+      ch.write(Msg.EXIT, { code: e.code, message: e.message });
+    } else if (!(e instanceof Error)) {
+      // jco 1.35 throws a `result` export's err payload as is (a string, record or variant — never an
+      // Error instance); traps and binding checks throw Errors.
+      ch.write(Msg.ERR, { payload: e });
+    } else if (Object.hasOwn(e, 'payload')) {
+      // Older jco wraps the payload in a ComponentError.
+      ch.write(Msg.ERR, { payload: (e as unknown as { payload: unknown }).payload });
+    } else {
+      exportsMap = undefined;
+      ch.write(Msg.TRAP, { message: describe(e) });
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  try {
+    const ms = await instantiate();
+    ch.write(Msg.READY, { instantiateMs: ms });
+  } catch (e) {
+    ch.write(e instanceof GuestExit ? Msg.EXIT : Msg.TRAP, { message: describe(e), phase: 'instantiate' });
+  }
+  publish();
+  for (;;) {
+    awaitRequest(init.idleSpinUs);
+    const { kind, value } = ch.read();
+    if (kind === Msg.CALL) {
+      const { iface, fn, args } = value as { iface: string; fn: string; args: unknown[] };
+      if (!exportsMap) ch.write(Msg.TRAP, { message: 'instance is poisoned; awaiting REINIT' });
+      else serve(iface, fn, args);
+    } else if (kind === Msg.REINIT) {
+      try {
+        const ms = await instantiate();
+        ch.write(Msg.READY, { instantiateMs: ms });
+      } catch (e) {
+        exportsMap = undefined;
+        ch.write(e instanceof GuestExit ? Msg.EXIT : Msg.TRAP, {
+          message: describe(e),
+          phase: 'instantiate',
+        });
+      }
+    } else {
+      ch.write(Msg.TRAP, { message: `worker received unexpected message kind ${kind}` });
+    }
+    publish();
+  }
+}
+
+void main();
