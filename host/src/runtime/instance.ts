@@ -64,20 +64,20 @@ export class Instance {
   private readonly worker: Worker;
   private respSeen = 0;
   private wake: (() => void) | undefined;
-  private readonly spinUs: number;
+  private readonly spin: AdaptiveSpin;
   private exited = false;
   private exitWaiters: Array<() => void> = [];
 
   private constructor(private readonly opts: InstanceOptions) {
     this.ch = Channel.create(opts.channelBytes);
-    this.spinUs = opts.spinUs ?? 200;
+    this.spin = new AdaptiveSpin(opts.spinUs ?? 100);
     const init: WorkerInit = {
       sab: this.ch.sab,
       jsPath: opts.jsPath,
       modules: opts.modules,
       plan: opts.plan,
       wasi: opts.wasi,
-      idleSpinUs: opts.idleSpinUs ?? 50,
+      idleSpinUs: opts.idleSpinUs ?? 100,
     };
     this.worker = new Worker(fileURLToPath(WORKER_URL), {
       workerData: init,
@@ -230,11 +230,13 @@ export class Instance {
   private receive(deadlineAt: number, what: string): Promise<{ kind: MsgKind; value: unknown }> {
     const target = this.respSeen + 1;
     const ctl = this.ch.ctl;
-    if (this.spinUs > 0) {
-      const spinUntil = performance.now() + this.spinUs / 1000;
-      while (Atomics.load(ctl, CTL_RESP_SEQ) < target) {
-        if (performance.now() > spinUntil) break;
-      }
+    const budget = this.spin.budget();
+    if (budget > 0) {
+      const start = performance.now();
+      const spinUntil = start + budget / 1000;
+      let now = start;
+      while (Atomics.load(ctl, CTL_RESP_SEQ) < target && now <= spinUntil) now = performance.now();
+      this.spin.observe(Atomics.load(ctl, CTL_RESP_SEQ) >= target, (now - start) * 1000);
     }
     if (Atomics.load(ctl, CTL_RESP_SEQ) >= target) {
       this.respSeen = target;
@@ -311,5 +313,41 @@ export class Instance {
     if (this.state !== 'dead') this.die({ kind: 'crash', message: 'terminated by the kernel' });
     if (this.exited) return;
     await new Promise<void>((r) => this.exitWaiters.push(r));
+  }
+}
+
+/**
+ * How long the kernel spins for an answer before sleeping — adaptive, like an adaptive mutex. Spinning
+ * wins on an idle core (~1-10 us round trips) and loses badly when the cores are shared (the worker
+ * cannot run while we spin; measured 80 us p50 with a fixed 200 us spin under load vs ~22 us sleeping).
+ * So: spin about three times as long as answers recently took, halve the budget after each miss, and
+ * once it reaches zero, probe with the full budget every 64th call to notice when spinning pays again.
+ */
+export class AdaptiveSpin {
+  private current: number;
+  private sinceProbe = 0;
+  private ewmaUs = 5;
+
+  constructor(private readonly maxUs: number) {
+    this.current = maxUs;
+  }
+
+  budget(): number {
+    if (this.maxUs <= 0) return 0;
+    if (this.current > 0) return this.current;
+    if (++this.sinceProbe >= 64) {
+      this.sinceProbe = 0;
+      return this.maxUs;
+    }
+    return 0;
+  }
+
+  observe(hit: boolean, spentUs: number): void {
+    if (hit) {
+      this.ewmaUs = this.ewmaUs * 0.8 + spentUs * 0.2;
+      this.current = Math.min(this.maxUs, Math.max(10, this.ewmaUs * 3));
+    } else {
+      this.current = this.current >= 10 ? this.current / 2 : 0;
+    }
   }
 }

@@ -36,13 +36,22 @@ function publish(): void {
   if (Atomics.exchange(ch.ctl, CTL_MAIN_SLEEPING, 0) === 1) parentPort!.postMessage(0);
 }
 
-/** Wait for the kernel's next message: spin briefly (calls often come in bursts), then sleep. */
-function awaitRequest(spinUs: number): void {
-  const until = spinUs > 0 ? performance.now() + spinUs / 1000 : 0;
-  while (Atomics.load(ch.ctl, CTL_REQ_SEQ) === reqSeen) {
-    if (spinUs > 0 && performance.now() < until) continue;
-    Atomics.wait(ch.ctl, CTL_REQ_SEQ, reqSeen);
+/**
+ * Wait for the kernel's next message: spin briefly when calls have been arriving back to back, then
+ * sleep in Atomics.wait. The spin budget adapts like the kernel's (see AdaptiveSpin in instance.ts): a
+ * spin that ends in sleep anyway halves it, so an idle or contended worker stops burning a shared core.
+ */
+let idleSpin = init.idleSpinUs;
+function awaitRequest(): void {
+  if (Atomics.load(ch.ctl, CTL_REQ_SEQ) === reqSeen && idleSpin > 0) {
+    const until = performance.now() + idleSpin / 1000;
+    while (Atomics.load(ch.ctl, CTL_REQ_SEQ) === reqSeen && performance.now() < until) {}
+    const hit = Atomics.load(ch.ctl, CTL_REQ_SEQ) !== reqSeen;
+    idleSpin = hit ? Math.min(init.idleSpinUs, idleSpin * 2) : idleSpin >= 4 ? idleSpin / 2 : 0;
+  } else if (idleSpin === 0 && init.idleSpinUs > 0 && Math.random() < 1 / 64) {
+    idleSpin = init.idleSpinUs; // probe again now and then
   }
+  while (Atomics.load(ch.ctl, CTL_REQ_SEQ) === reqSeen) Atomics.wait(ch.ctl, CTL_REQ_SEQ, reqSeen);
   reqSeen = Atomics.load(ch.ctl, CTL_REQ_SEQ);
 }
 
@@ -60,7 +69,7 @@ class HostError extends Error {
 function hostCall(iface: string, fn: string, args: unknown[]): unknown {
   ch.write(Msg.HOSTCALL, { iface, fn, args });
   publish();
-  awaitRequest(init.idleSpinUs);
+  awaitRequest();
   const { kind, value } = ch.read();
   if (kind === Msg.HOST_OK) return value;
   if (kind === Msg.HOST_ERR) {
@@ -152,7 +161,7 @@ async function main(): Promise<void> {
   }
   publish();
   for (;;) {
-    awaitRequest(init.idleSpinUs);
+    awaitRequest();
     const { kind, value } = ch.read();
     if (kind === Msg.CALL) {
       const { iface, fn, args } = value as { iface: string; fn: string; args: unknown[] };
