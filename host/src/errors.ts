@@ -113,6 +113,37 @@ export const ERROR_CATALOGUE = {
     summary: 'A call argument or result exceeds the per-call size limit.',
   },
   KERNEL_ERR_CONFIG_INVALID: { status: 'INVALID_ARGUMENT', summary: 'The kernel configuration is invalid.' },
+  KERNEL_ERR_TRUST_MALFORMED_MANIFEST: {
+    status: 'INVALID_ARGUMENT',
+    summary: 'The manifest is not valid JSON or does not follow schema cam-os/manifest@1.',
+  },
+  KERNEL_ERR_TRUST_UNSIGNED: { status: 'UNAUTHENTICATED', summary: 'The manifest carries no signatures.' },
+  KERNEL_ERR_TRUST_UNKNOWN_PUBLISHER: {
+    status: 'UNAUTHENTICATED',
+    summary: "The manifest's publisher key is not in the trust store.",
+  },
+  KERNEL_ERR_TRUST_REVOKED_KEY: { status: 'PERMISSION_DENIED', summary: "The manifest's publisher key has been revoked." },
+  KERNEL_ERR_TRUST_BAD_SIGNATURE: {
+    status: 'UNAUTHENTICATED',
+    summary: 'The ML-DSA-65 or Ed25519 signature (or both) does not verify with the publisher key.',
+  },
+  KERNEL_ERR_TRUST_DIGEST_MISMATCH: {
+    status: 'PERMISSION_DENIED',
+    summary: 'The component bytes do not match the digest or size in the signed manifest.',
+  },
+  KERNEL_ERR_TRUST_CAPABILITY_NOT_ALLOWED: {
+    status: 'PERMISSION_DENIED',
+    summary: "The manifest asks for a capability the operator's policy does not allow.",
+  },
+  KERNEL_ERR_TRUST_DOWNGRADE: {
+    status: 'FAILED_PRECONDITION',
+    summary: 'The manifest version is lower than the version already installed.',
+  },
+  KERNEL_ERR_KV_INVALID_ARGUMENT: { status: 'INVALID_ARGUMENT', summary: 'A key-value request is malformed.' },
+  KERNEL_ERR_KV_CONFIG_INVALID: { status: 'INVALID_ARGUMENT', summary: 'The key-value backend configuration is invalid.' },
+  KERNEL_ERR_KV_CLOSED: { status: 'FAILED_PRECONDITION', summary: 'The key-value store is closed.' },
+  KERNEL_ERR_KV_UNAVAILABLE: { status: 'UNAVAILABLE', summary: 'The key-value backend (e.g. Redis) cannot be reached.' },
+  KERNEL_ERR_KV_BACKEND: { status: 'INTERNAL', summary: 'The key-value backend failed.' },
   KERNEL_ERR_SHUTTING_DOWN: { status: 'UNAVAILABLE', summary: 'The kernel is shutting down.' },
   KERNEL_ERR_INTERNAL: { status: 'INTERNAL', summary: 'An internal kernel error.' },
 } as const satisfies Record<string, CatalogueEntry>;
@@ -204,10 +235,27 @@ const PATH_RE = /(?:file:\/\/)?(?:\/[\w.@+-]+){2,}/g;
  * bugs never leak stack traces, paths or library internals.
  */
 export function sanitize(e: unknown): KernelError {
+  const sub = fromSubsystem(e);
+  if (sub) return sanitize(sub);
   if (isKernelError(e)) {
     const clean = e.message.replace(PATH_RE, '<path>').split('\n')[0] ?? '';
     if (clean === e.message) return e;
     return new KernelError(e.code, clean, e.detail, e.status);
   }
   return new KernelError('KERNEL_ERR_INTERNAL', 'internal kernel error');
+}
+
+/**
+ * Subsystems with their own error classes (trust: TrustError with `id` KERNEL_ERR_TRUST_*; kv: KvError
+ * with `code` KV_ERR_*) keep their codes in this catalogue; this maps them without importing them.
+ */
+function fromSubsystem(e: unknown): KernelError | undefined {
+  if (!(e instanceof Error) || isKernelError(e)) return undefined;
+  const { id, code } = e as { id?: unknown; code?: unknown };
+  let key: string | undefined;
+  if (typeof id === 'string' && id.startsWith('KERNEL_ERR_')) key = id;
+  else if (typeof code === 'string' && code.startsWith('KV_ERR_')) key = `KERNEL_ERR_KV_${code.slice(7)}`;
+  if (!key || !(key in ERROR_CATALOGUE)) return undefined;
+  const message = e.message.startsWith(`${key}: `) ? e.message.slice(key.length + 2) : e.message;
+  return new KernelError(key as KernelErrorCode, message);
 }

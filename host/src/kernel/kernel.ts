@@ -45,6 +45,23 @@ export interface LoadSpec {
   links?: Record<string, string>;
   /** Free-form, shown in status (publisher, world, signature state...). */
   labels?: Record<string, string>;
+  /** Passed to lifecycle.init when the component exports cam:kernel/lifecycle. */
+  config?: Record<string, string>;
+}
+
+export const LIFECYCLE = 'cam:kernel/lifecycle';
+
+export interface SwapRecord {
+  name: string;
+  at: string;
+  from: { version: string | undefined; digest: string };
+  to: { version: string | undefined; digest: string };
+  kind: 'swap' | 'rollback';
+  result: 'swapped' | 'rolled-back';
+  /** Why a swap was rolled back (failed health check, import-state error...). */
+  reason?: string;
+  /** Time new calls were held while state moved across (ms). */
+  pausedMs?: number;
 }
 
 export interface HostInterface {
@@ -101,6 +118,12 @@ export class Kernel {
   private readonly host = new Map<string, HostInterface>();
   private readonly compiled = new Map<string, Promise<WebAssembly.Module>>();
   private readonly loading = new Set<string>();
+  /** Components in the middle of a hot-swap: calls wait on the gate, then go to whichever version is current. */
+  private readonly gates = new Map<string, Promise<void>>();
+  private readonly previous = new Map<string, LoadSpec[]>();
+  private readonly history: SwapRecord[] = [];
+  /** Observers of swaps and rollbacks (the audit log subscribes here). */
+  onSwap: ((r: SwapRecord) => void) | undefined;
   private stopping = false;
 
   constructor(readonly options: KernelOptions) {
@@ -127,6 +150,12 @@ export class Kernel {
     try {
       const loaded = await this.prepare(spec);
       await loaded.supervisor.start();
+      try {
+        await this.initLifecycle(loaded);
+      } catch (e) {
+        await loaded.supervisor.stop();
+        throw e;
+      }
       this.components.set(spec.name, loaded);
       return this.info(spec.name);
     } finally {
@@ -245,7 +274,10 @@ export class Kernel {
         if (!impl) throw new Error(`host interface ${target.slice(5)} has no function ${fn}`);
         return impl(caller, ...args);
       }
-      const provider = this.components.get(target.slice(10));
+      const providerName = target.slice(10);
+      const gate = this.gates.get(providerName);
+      if (gate) return gate.then(() => this.hostCallFor(caller, links)(iface, fn, args));
+      const provider = this.components.get(providerName);
       if (!provider) {
         throw new KernelError(
           'KERNEL_ERR_COMPONENT_NOT_FOUND',
@@ -301,6 +333,8 @@ export class Kernel {
     args: unknown[],
     opts: { deadlineMs?: number } = {},
   ): Promise<unknown> {
+    const gate = this.gates.get(component);
+    if (gate) return gate.then(() => this.call(component, iface, fn, args, opts));
     const c = this.components.get(component);
     if (!c)
       return Promise.reject(
@@ -322,6 +356,125 @@ export class Kernel {
         return c.spec.name;
     }
     return undefined;
+  }
+
+  /** lifecycle.init + health, for components that export the lifecycle interface. */
+  private async initLifecycle(c: Loaded): Promise<void> {
+    const life = c.exports.find((e) => splitVersion(e).base === LIFECYCLE);
+    if (!life) return;
+    await c.supervisor.call(life, 'init', [Object.entries(c.spec.config ?? {})]);
+    const report = (await c.supervisor.call(life, 'health', [])) as { status?: string; detail?: string };
+    if (report?.status !== 'serving') {
+      throw new KernelError(
+        'KERNEL_ERR_COMPONENT_FAILED',
+        `component '${c.spec.name}' reports ${report?.status ?? 'no status'} after init: ${report?.detail ?? ''}`,
+      );
+    }
+  }
+
+  /**
+   * Hot-swap: replace a running component by another build implementing the same exports.
+   * The new version is loaded, initialised and health-checked beside the old one while the old keeps
+   * serving. Then new calls are held at a gate, in-flight calls on the old version finish, its state moves
+   * across (lifecycle export-state -> import-state), and the gate opens onto the new version. Any failure
+   * before the switch stops the new version and reopens the gate onto the old one: callers never see it.
+   */
+  async swap(name: string, next: Omit<LoadSpec, 'name'>, kind: SwapRecord['kind'] = 'swap'): Promise<SwapRecord> {
+    if (this.stopping) throw new KernelError('KERNEL_ERR_SHUTTING_DOWN', 'the kernel is shutting down');
+    const old = this.components.get(name);
+    if (!old) throw new KernelError('KERNEL_ERR_COMPONENT_NOT_FOUND', `no component named '${name}' is loaded`);
+    if (this.gates.has(name) || this.loading.has(name)) {
+      throw new KernelError('KERNEL_ERR_COMPONENT_EXISTS', `component '${name}' is already being swapped`);
+    }
+    const spec: LoadSpec = { ...next, name };
+    validateSpec(spec);
+    this.loading.add(name);
+    const record = (result: SwapRecord['result'], fresh: { digest: string; version?: string }, extra: Partial<SwapRecord> = {}) => {
+      const r: SwapRecord = {
+        name,
+        at: new Date().toISOString(),
+        from: { version: old.spec.version, digest: old.digest },
+        to: { version: fresh.version, digest: fresh.digest },
+        kind,
+        result,
+        ...extra,
+      };
+      this.history.push(r);
+      if (this.history.length > 1000) this.history.shift();
+      this.onSwap?.(r);
+      return r;
+    };
+    let fresh: Loaded | undefined;
+    try {
+      fresh = await this.prepare(spec);
+      const missing = old.exports.filter((e) => !fresh!.exports.includes(e));
+      if (missing.length > 0) {
+        throw new KernelError(
+          'KERNEL_ERR_EXPORT_MISSING',
+          `the new build of '${name}' does not export ${missing.join(', ')}, which the running version does`,
+        );
+      }
+      await fresh.supervisor.start();
+      await this.initLifecycle(fresh);
+    } catch (e) {
+      await fresh?.supervisor.stop();
+      this.loading.delete(name);
+      const reason = e instanceof Error ? e.message : String(e);
+      record('rolled-back', { digest: fresh?.digest ?? digestOf(spec.bytes), version: spec.version }, { reason });
+      throw e;
+    }
+    // Hold new calls, let in-flight ones finish on the old version, move the state, switch.
+    let open!: () => void;
+    this.gates.set(name, new Promise<void>((r) => (open = r)));
+    const paused = performance.now();
+    try {
+      await old.supervisor.drain();
+      const oldLife = old.exports.find((e) => splitVersion(e).base === LIFECYCLE);
+      const newLife = fresh.exports.find((e) => splitVersion(e).base === LIFECYCLE);
+      if (oldLife && newLife) {
+        const state = await old.supervisor.call(oldLife, 'exportState', []);
+        await fresh.supervisor.call(newLife, 'importState', [state]);
+        const report = (await fresh.supervisor.call(newLife, 'health', [])) as { status?: string; detail?: string };
+        if (report?.status !== 'serving') {
+          throw new KernelError('KERNEL_ERR_COMPONENT_FAILED', `new version reports ${report?.status} after import-state: ${report?.detail ?? ''}`);
+        }
+      }
+      // Importers linked to the old version resolve providers by name, so they follow the switch.
+      this.components.set(name, fresh);
+    } catch (e) {
+      this.gates.delete(name);
+      open();
+      this.loading.delete(name);
+      await fresh.supervisor.stop();
+      record('rolled-back', fresh, { reason: e instanceof Error ? e.message : String(e) });
+      throw e;
+    }
+    const pausedMs = performance.now() - paused;
+    this.gates.delete(name);
+    open();
+    this.loading.delete(name);
+    const stack = this.previous.get(name) ?? [];
+    if (kind === 'swap') stack.push(old.spec);
+    this.previous.set(name, stack.slice(-10));
+    void old.supervisor.stop();
+    return record('swapped', fresh, { pausedMs: Math.round(pausedMs * 1000) / 1000 });
+  }
+
+  /** Swap back to the version that ran before the last swap. */
+  async rollback(name: string): Promise<SwapRecord> {
+    const stack = this.previous.get(name);
+    const prev = stack?.pop();
+    if (!prev) throw new KernelError('KERNEL_ERR_REQUEST_INVALID', `component '${name}' has no previous version to roll back to`);
+    try {
+      return await this.swap(name, prev, 'rollback');
+    } catch (e) {
+      stack!.push(prev);
+      throw e;
+    }
+  }
+
+  swapHistory(name?: string): SwapRecord[] {
+    return this.history.filter((h) => name === undefined || h.name === name);
   }
 
   async unload(name: string): Promise<void> {

@@ -240,7 +240,8 @@ export class Instance {
     }
     if (Atomics.load(ctl, CTL_RESP_SEQ) >= target) {
       this.respSeen = target;
-      return Promise.resolve(this.ch.read());
+      const msg = this.ch.read();
+      return mustYield() ? new Promise((r) => setImmediate(() => r(msg))) : Promise.resolve(msg);
     }
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
@@ -314,6 +315,24 @@ export class Instance {
     if (this.exited) return;
     await new Promise<void>((r) => this.exitWaiters.push(r));
   }
+}
+
+/**
+ * A call answered during the spin resolves in the microtask queue; a caller looping on such calls would
+ * never let the event loop run (timers, I/O, other workers' wake-ups — a hot-swap waiting for a new
+ * instance would hang). So after 32 such completions without a macrotask turn, the next one yields.
+ */
+let syncStreak = 0;
+let streakReset = false;
+function mustYield(): boolean {
+  if (!streakReset) {
+    streakReset = true;
+    setImmediate(() => {
+      syncStreak = 0;
+      streakReset = false;
+    });
+  }
+  return ++syncStreak > 32;
 }
 
 /**

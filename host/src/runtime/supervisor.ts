@@ -252,6 +252,16 @@ export class Supervisor {
     for (const i of this.idle.splice(0)) void i.terminate();
   }
 
+  /** Resolves once no call is running or queued (used by hot-swap after new calls stop arriving). */
+  async drain(): Promise<void> {
+    for (;;) {
+      let busy = this.queue.length;
+      for (const i of this.all) if (i.state === 'busy') busy++;
+      if (busy === 0) return;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
   status(): SupervisorStatus {
     let ready = 0;
     let busy = 0;

@@ -57,3 +57,45 @@ export async function buildJsComponent(
 export function buildJsCalc(cacheDir?: string): Promise<Uint8Array> {
   return buildJsComponent(JS_FIXTURE_SOURCE, FIXTURE_WIT, 'calc-world', cacheDir);
 }
+
+/**
+ * A stateful `cam:kernel` driver for hot-swap tests: a counter behind handler.handle('incr'|'get'),
+ * handed over through lifecycle export-state/import-state. Its init config can make it misbehave:
+ * `fail-init` (init returns an error), `throw-init` (init throws a TypeError), `reject-state`
+ * (import-state refuses), `unhealthy` (health reports degraded).
+ */
+export const COUNTER_SOURCE = `
+let count = 0n;
+let cfg = {};
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+export const lifecycle = {
+  init(config) {
+    cfg = Object.fromEntries(config);
+    if (cfg['fail-init']) throw { tag: 'failed-precondition', val: 'init refused by config' };
+    if (cfg['throw-init']) { const o = undefined; o.boom(); }
+  },
+  health() {
+    return cfg.unhealthy
+      ? { status: 'degraded', detail: 'configured unhealthy', checks: [] }
+      : { status: 'serving', detail: 'counter ' + count, checks: [['build', cfg.build ?? '']] };
+  },
+  exportState() { return enc.encode(String(count)); },
+  importState(state) {
+    if (cfg['reject-state']) throw { tag: 'invalid-argument', val: 'state refused by config' };
+    count = BigInt(dec.decode(state));
+  },
+};
+export const handler = {
+  handle(op, payload) {
+    if (op === 'incr') count += 1n;
+    else if (op !== 'get') throw { tag: 'invalid-argument', val: 'unknown op ' + op };
+    return enc.encode(String(count));
+  },
+};
+`;
+
+export async function buildCounterDriver(cacheDir?: string): Promise<Uint8Array> {
+  const { witSource } = await import('../wit/source.js');
+  return buildJsComponent(COUNTER_SOURCE, witSource(), 'driver', cacheDir);
+}

@@ -1,0 +1,144 @@
+/**
+ * The syscall dispatcher: one table from syscall name to handler. Every syscall — whether it arrives over
+ * the CAM-OS gRPC service, a streaming session or the in-process API — goes through `dispatch`, which
+ * validates the request, applies the deadline, records metrics and turns every failure into a sanitized
+ * KernelError from the catalogue. Handlers route to components; the kernel implements no policy here.
+ */
+import { KernelError, sanitize } from '../errors.js';
+import { LatencyHistogram } from './histogram.js';
+
+export type SyscallGroup = 'tasks' | 'policy' | 'context' | 'security' | 'observability' | 'admin';
+
+export interface CallContext {
+  /** The authenticated identity (or, in development mode, the caller_id the request names). */
+  callerId: string;
+  /** Absolute deadline, ms since epoch. */
+  deadlineAt: number;
+  /** Scopes granted to the caller (syscall groups, context namespaces); undefined = unrestricted. */
+  scopes?: readonly string[];
+  traceId?: string;
+}
+
+export interface SyscallDef<Req = unknown, Res = unknown> {
+  name: string;
+  group: SyscallGroup;
+  summary: string;
+  /** Parse and check a request; throw KERNEL_ERR_REQUEST_INVALID naming the field. */
+  validate(req: unknown): Req;
+  handle(req: Req, ctx: CallContext): Promise<Res>;
+  /**
+   * What backs this syscall right now: undefined when it is available, or a sentence naming the missing
+   * part (it is then answered UNIMPLEMENTED and reported by HealthCheck — never a fake success).
+   */
+  unavailable?(): string | undefined;
+}
+
+export interface SyscallMetrics {
+  name: string;
+  group: SyscallGroup;
+  calls: number;
+  errors: Record<string, number>;
+  p50Us: number;
+  p99Us: number;
+  available: boolean;
+  missing: string | undefined;
+}
+
+export const MAX_DEADLINE_MS = 300_000;
+export const DEFAULT_DEADLINE_MS = 10_000;
+
+export class Dispatcher {
+  private readonly table = new Map<string, SyscallDef>();
+  private readonly stats = new Map<
+    string,
+    { calls: number; errors: Record<string, number>; hist: LatencyHistogram }
+  >();
+  /** Observers of every completed call (metrics exporters, the audit log). */
+  readonly observers: Array<
+    (e: { name: string; ctx: CallContext; durationUs: number; error?: KernelError }) => void
+  > = [];
+
+  register<Req, Res>(def: SyscallDef<Req, Res>): void {
+    if (this.table.has(def.name)) throw new Error(`syscall ${def.name} registered twice`);
+    this.table.set(def.name, def as SyscallDef);
+    this.stats.set(def.name, { calls: 0, errors: {}, hist: new LatencyHistogram() });
+  }
+
+  has(name: string): boolean {
+    return this.table.has(name);
+  }
+
+  definition(name: string): SyscallDef | undefined {
+    return this.table.get(name);
+  }
+
+  async dispatch(name: string, request: unknown, ctx: CallContext): Promise<unknown> {
+    const def = this.table.get(name);
+    if (!def) throw new KernelError('KERNEL_ERR_SYSCALL_UNKNOWN', `no syscall named '${name}'`);
+    const stat = this.stats.get(name)!;
+    const start = process.hrtime.bigint();
+    stat.calls++;
+    try {
+      const missing = def.unavailable?.();
+      if (missing)
+        throw new KernelError('KERNEL_ERR_SYSCALL_UNAVAILABLE', `${name} is unavailable: ${missing}`);
+      if (ctx.deadlineAt <= Date.now()) {
+        throw new KernelError(
+          'KERNEL_ERR_CALL_DEADLINE',
+          `${name}: the deadline passed before the call started`,
+        );
+      }
+      const req = def.validate(request);
+      const result = await withDeadline(def.handle(req, ctx), ctx.deadlineAt, name);
+      const us = Number(process.hrtime.bigint() - start) / 1000;
+      stat.hist.record(us);
+      for (const o of this.observers) o({ name, ctx, durationUs: us });
+      return result;
+    } catch (e) {
+      const err = sanitize(e);
+      stat.errors[err.code] = (stat.errors[err.code] ?? 0) + 1;
+      const us = Number(process.hrtime.bigint() - start) / 1000;
+      stat.hist.record(us);
+      for (const o of this.observers) o({ name, ctx, durationUs: us, error: err });
+      throw err;
+    }
+  }
+
+  metrics(): SyscallMetrics[] {
+    return [...this.table.values()].map((def) => {
+      const s = this.stats.get(def.name)!;
+      const missing = def.unavailable?.();
+      return {
+        name: def.name,
+        group: def.group,
+        calls: s.calls,
+        errors: { ...s.errors },
+        p50Us: s.hist.quantile(0.5),
+        p99Us: s.hist.quantile(0.99),
+        available: missing === undefined,
+        missing,
+      };
+    });
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, deadlineAt: number, name: string): Promise<T> {
+  const remaining = deadlineAt - Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new KernelError('KERNEL_ERR_CALL_DEADLINE', `${name} did not finish before its deadline`)),
+      Math.max(0, remaining),
+    );
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Clamp a client-supplied timeout into the kernel's range. */
+export function deadlineFrom(timeoutMs: number | undefined, now = Date.now()): number {
+  const ms =
+    timeoutMs === undefined || !Number.isFinite(timeoutMs) || timeoutMs <= 0
+      ? DEFAULT_DEADLINE_MS
+      : timeoutMs;
+  return now + Math.min(ms, MAX_DEADLINE_MS);
+}

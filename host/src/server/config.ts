@@ -1,0 +1,97 @@
+/**
+ * Kernel configuration: embedded defaults that need no external server, overridable by flags, by
+ * environment (CAM_OS_*) and by `<data-dir>/config.json`. Every value is validated, and an error names
+ * the key and the source it came from.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { KernelError } from '../errors.js';
+
+export interface KernelConfig {
+  dataDir: string;
+  /** host:port of the gRPC listener. Plaintext is only allowed on loopback. */
+  listen: string;
+  /** Context memory backend. */
+  kv:
+    | { backend: 'embedded' }
+    | { backend: 'redis'; url: string }
+    | { backend: 'redis-cluster'; nodes: string[] };
+}
+
+export const DEFAULT_PORT = 50051;
+
+export function defaultDataDir(env = process.env): string {
+  if (env.CAM_OS_DATA_DIR) return resolve(env.CAM_OS_DATA_DIR);
+  const base =
+    env.XDG_DATA_HOME && isAbsolute(env.XDG_DATA_HOME)
+      ? env.XDG_DATA_HOME
+      : join(homedir(), '.local', 'share');
+  return join(base, 'cam-os');
+}
+
+export interface ConfigOverrides {
+  dataDir?: string;
+  listen?: string;
+}
+
+export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): KernelConfig {
+  const dataDir = resolve(overrides.dataDir ?? defaultDataDir(env));
+  const file = join(dataDir, 'config.json');
+  let fromFile: Record<string, unknown> = {};
+  if (existsSync(file)) {
+    try {
+      fromFile = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch (e) {
+      throw configError(`${file} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (!fromFile || typeof fromFile !== 'object' || Array.isArray(fromFile))
+      throw configError(`${file} must hold a JSON object`);
+    const unknown = Object.keys(fromFile).filter((k) => !['listen', 'kv'].includes(k));
+    if (unknown.length)
+      throw configError(`${file}: unknown key(s) ${unknown.join(', ')} (allowed: listen, kv)`);
+  }
+  const listen =
+    overrides.listen ??
+    env.CAM_OS_LISTEN ??
+    (fromFile.listen as string | undefined) ??
+    `127.0.0.1:${DEFAULT_PORT}`;
+  parseListen(listen);
+  const kv = parseKv(fromFile.kv ?? { backend: 'embedded' }, file);
+  return { dataDir, listen, kv };
+}
+
+export function parseListen(listen: string): { host: string; port: number; loopback: boolean } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535)
+    throw configError(`listen address '${listen}' must be host:port (e.g. 127.0.0.1:${DEFAULT_PORT})`);
+  const host = m[1]!;
+  return { host, port, loopback: isLoopback(host) };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+function parseKv(v: unknown, file: string): KernelConfig['kv'] {
+  const o = v as Record<string, unknown>;
+  if (!o || typeof o !== 'object') throw configError(`${file}: kv must be an object`);
+  if (o.backend === 'embedded') return { backend: 'embedded' };
+  if (o.backend === 'redis') {
+    if (typeof o.url !== 'string' || !/^rediss?:\/\//.test(o.url))
+      throw configError(`${file}: kv.url must be a redis:// URL`);
+    return { backend: 'redis', url: o.url };
+  }
+  if (o.backend === 'redis-cluster') {
+    if (!Array.isArray(o.nodes) || o.nodes.length === 0 || o.nodes.some((n) => typeof n !== 'string')) {
+      throw configError(`${file}: kv.nodes must be a non-empty list of host:port strings`);
+    }
+    return { backend: 'redis-cluster', nodes: o.nodes as string[] };
+  }
+  throw configError(`${file}: kv.backend must be 'embedded', 'redis' or 'redis-cluster'`);
+}
+
+function configError(msg: string): KernelError {
+  return new KernelError('KERNEL_ERR_CONFIG_INVALID', msg);
+}
