@@ -19,9 +19,14 @@ describe('error catalogue', () => {
   });
 
   it('sanitizes: no stack traces, host paths or foreign errors reach a caller', () => {
-    const leak = new KernelError('KERNEL_ERR_COMPONENT_INVALID', 'cannot read /work/main/host/dist/cache/x.wasm\n    at foo');
+    const leak = new KernelError(
+      'KERNEL_ERR_COMPONENT_INVALID',
+      'cannot read /work/main/host/dist/cache/x.wasm\n    at foo',
+    );
     expect(sanitize(leak).message).toBe('cannot read <path>');
-    const foreign = sanitize(new TypeError("Cannot read properties of undefined (reading 'x') at /srv/app.js:1"));
+    const foreign = sanitize(
+      new TypeError("Cannot read properties of undefined (reading 'x') at /srv/app.js:1"),
+    );
     expect(foreign.code).toBe('KERNEL_ERR_INTERNAL');
     expect(foreign.message).toBe('internal kernel error');
   });

@@ -113,6 +113,19 @@ export const ERROR_CATALOGUE = {
     summary: 'A call argument or result exceeds the per-call size limit.',
   },
   KERNEL_ERR_CONFIG_INVALID: { status: 'INVALID_ARGUMENT', summary: 'The kernel configuration is invalid.' },
+  KERNEL_ERR_AUTH_UNAUTHENTICATED: {
+    status: 'UNAUTHENTICATED',
+    summary: 'The call carries no valid credentials (client certificate or bearer token), or they expired.',
+  },
+  KERNEL_ERR_AUTH_DENIED: {
+    status: 'PERMISSION_DENIED',
+    summary:
+      "The caller's identity or scopes do not allow this call (caller_id, syscall group or namespace).",
+  },
+  KERNEL_ERR_RATE_LIMITED: {
+    status: 'RESOURCE_EXHAUSTED',
+    summary: 'The caller exceeded its rate limit; the refusal is recorded as a decision.',
+  },
   KERNEL_ERR_TRUST_MALFORMED_MANIFEST: {
     status: 'INVALID_ARGUMENT',
     summary: 'The manifest is not valid JSON or does not follow schema cam-os/manifest@1.',
@@ -122,7 +135,10 @@ export const ERROR_CATALOGUE = {
     status: 'UNAUTHENTICATED',
     summary: "The manifest's publisher key is not in the trust store.",
   },
-  KERNEL_ERR_TRUST_REVOKED_KEY: { status: 'PERMISSION_DENIED', summary: "The manifest's publisher key has been revoked." },
+  KERNEL_ERR_TRUST_REVOKED_KEY: {
+    status: 'PERMISSION_DENIED',
+    summary: "The manifest's publisher key has been revoked.",
+  },
   KERNEL_ERR_TRUST_BAD_SIGNATURE: {
     status: 'UNAUTHENTICATED',
     summary: 'The ML-DSA-65 or Ed25519 signature (or both) does not verify with the publisher key.',
@@ -139,10 +155,19 @@ export const ERROR_CATALOGUE = {
     status: 'FAILED_PRECONDITION',
     summary: 'The manifest version is lower than the version already installed.',
   },
-  KERNEL_ERR_KV_INVALID_ARGUMENT: { status: 'INVALID_ARGUMENT', summary: 'A key-value request is malformed.' },
-  KERNEL_ERR_KV_CONFIG_INVALID: { status: 'INVALID_ARGUMENT', summary: 'The key-value backend configuration is invalid.' },
+  KERNEL_ERR_KV_INVALID_ARGUMENT: {
+    status: 'INVALID_ARGUMENT',
+    summary: 'A key-value request is malformed.',
+  },
+  KERNEL_ERR_KV_CONFIG_INVALID: {
+    status: 'INVALID_ARGUMENT',
+    summary: 'The key-value backend configuration is invalid.',
+  },
   KERNEL_ERR_KV_CLOSED: { status: 'FAILED_PRECONDITION', summary: 'The key-value store is closed.' },
-  KERNEL_ERR_KV_UNAVAILABLE: { status: 'UNAVAILABLE', summary: 'The key-value backend (e.g. Redis) cannot be reached.' },
+  KERNEL_ERR_KV_UNAVAILABLE: {
+    status: 'UNAVAILABLE',
+    summary: 'The key-value backend (e.g. Redis) cannot be reached.',
+  },
   KERNEL_ERR_KV_BACKEND: { status: 'INTERNAL', summary: 'The key-value backend failed.' },
   KERNEL_ERR_SHUTTING_DOWN: { status: 'UNAVAILABLE', summary: 'The kernel is shutting down.' },
   KERNEL_ERR_INTERNAL: { status: 'INTERNAL', summary: 'An internal kernel error.' },

@@ -53,6 +53,29 @@ export interface StatusMsg {
   warnings: string[];
 }
 
+export interface SwapRecordMsg {
+  name: string;
+  at: string;
+  from_version: string;
+  from_digest: string;
+  to_version: string;
+  to_digest: string;
+  kind: string;
+  result: string;
+  reason: string;
+  paused_ms: number;
+}
+
+export interface AttestMsg {
+  pcr: number;
+  attest: Buffer;
+  signature: Buffer;
+  public_key_pem: string;
+  event_log: string;
+  pcr_value: Buffer;
+  nonce: Buffer;
+}
+
 export class KernelNotRunning extends Error {
   override name = 'KernelNotRunning';
 }
@@ -125,6 +148,36 @@ export class AdminClient {
 
   unload(name: string): Promise<{ name: string }> {
     return this.call('UnloadComponent', { name });
+  }
+
+  swap(
+    name: string,
+    component: Uint8Array,
+    manifestJson: string,
+    allowDowngrade = false,
+  ): Promise<SwapRecordMsg> {
+    return this.call(
+      'SwapComponent',
+      {
+        name,
+        component: Buffer.from(component),
+        manifest_json: manifestJson,
+        allow_downgrade: allowDowngrade,
+      },
+      180_000,
+    );
+  }
+
+  rollback(name: string): Promise<SwapRecordMsg> {
+    return this.call('RollbackComponent', { name }, 180_000);
+  }
+
+  history(name = ''): Promise<SwapRecordMsg[]> {
+    return this.call<{ records: SwapRecordMsg[] }>('SwapHistory', { name }).then((r) => r.records);
+  }
+
+  attest(nonce: Uint8Array): Promise<AttestMsg> {
+    return this.call('Attest', { nonce: Buffer.from(nonce) });
   }
 
   close(): void {

@@ -186,6 +186,7 @@ export class Kernel {
       deadlineMs: spec.deadlineMs ?? this.options.defaults?.deadlineMs ?? DEFAULT_DEADLINE_MS,
       restart: { ...DEFAULT_RESTART, ...spec.restart },
     };
+    const lifecycle = t.exports.find((e) => splitVersion(e).base === LIFECYCLE);
     const plan: Record<string, 'wasi' | 'kernel'> = {};
     for (const i of imports) plan[i.key] = isWasi(i.key) ? 'wasi' : 'kernel';
     const supervisor = new Supervisor(
@@ -201,6 +202,9 @@ export class Kernel {
         idleSpinUs: this.options.idleSpinUs,
       },
       policy,
+      lifecycle
+        ? (call) => call(lifecycle, 'init', [Object.entries(spec.config ?? {})]).then(() => undefined)
+        : undefined,
     );
     return {
       spec,
@@ -358,11 +362,10 @@ export class Kernel {
     return undefined;
   }
 
-  /** lifecycle.init + health, for components that export the lifecycle interface. */
+  /** Health check after start (lifecycle.init already ran on every instance, see prepare()). */
   private async initLifecycle(c: Loaded): Promise<void> {
     const life = c.exports.find((e) => splitVersion(e).base === LIFECYCLE);
     if (!life) return;
-    await c.supervisor.call(life, 'init', [Object.entries(c.spec.config ?? {})]);
     const report = (await c.supervisor.call(life, 'health', [])) as { status?: string; detail?: string };
     if (report?.status !== 'serving') {
       throw new KernelError(
@@ -379,17 +382,26 @@ export class Kernel {
    * across (lifecycle export-state -> import-state), and the gate opens onto the new version. Any failure
    * before the switch stops the new version and reopens the gate onto the old one: callers never see it.
    */
-  async swap(name: string, next: Omit<LoadSpec, 'name'>, kind: SwapRecord['kind'] = 'swap'): Promise<SwapRecord> {
+  async swap(
+    name: string,
+    next: Omit<LoadSpec, 'name'>,
+    kind: SwapRecord['kind'] = 'swap',
+  ): Promise<SwapRecord> {
     if (this.stopping) throw new KernelError('KERNEL_ERR_SHUTTING_DOWN', 'the kernel is shutting down');
     const old = this.components.get(name);
-    if (!old) throw new KernelError('KERNEL_ERR_COMPONENT_NOT_FOUND', `no component named '${name}' is loaded`);
+    if (!old)
+      throw new KernelError('KERNEL_ERR_COMPONENT_NOT_FOUND', `no component named '${name}' is loaded`);
     if (this.gates.has(name) || this.loading.has(name)) {
       throw new KernelError('KERNEL_ERR_COMPONENT_EXISTS', `component '${name}' is already being swapped`);
     }
     const spec: LoadSpec = { ...next, name };
     validateSpec(spec);
     this.loading.add(name);
-    const record = (result: SwapRecord['result'], fresh: { digest: string; version?: string }, extra: Partial<SwapRecord> = {}) => {
+    const record = (
+      result: SwapRecord['result'],
+      fresh: { digest: string; version?: string },
+      extra: Partial<SwapRecord> = {},
+    ) => {
       const r: SwapRecord = {
         name,
         at: new Date().toISOString(),
@@ -420,7 +432,11 @@ export class Kernel {
       await fresh?.supervisor.stop();
       this.loading.delete(name);
       const reason = e instanceof Error ? e.message : String(e);
-      record('rolled-back', { digest: fresh?.digest ?? digestOf(spec.bytes), version: spec.version }, { reason });
+      record(
+        'rolled-back',
+        { digest: fresh?.digest ?? digestOf(spec.bytes), version: spec.version },
+        { reason },
+      );
       throw e;
     }
     // Hold new calls, let in-flight ones finish on the old version, move the state, switch.
@@ -434,9 +450,15 @@ export class Kernel {
       if (oldLife && newLife) {
         const state = await old.supervisor.call(oldLife, 'exportState', []);
         await fresh.supervisor.call(newLife, 'importState', [state]);
-        const report = (await fresh.supervisor.call(newLife, 'health', [])) as { status?: string; detail?: string };
+        const report = (await fresh.supervisor.call(newLife, 'health', [])) as {
+          status?: string;
+          detail?: string;
+        };
         if (report?.status !== 'serving') {
-          throw new KernelError('KERNEL_ERR_COMPONENT_FAILED', `new version reports ${report?.status} after import-state: ${report?.detail ?? ''}`);
+          throw new KernelError(
+            'KERNEL_ERR_COMPONENT_FAILED',
+            `new version reports ${report?.status} after import-state: ${report?.detail ?? ''}`,
+          );
         }
       }
       // Importers linked to the old version resolve providers by name, so they follow the switch.
@@ -464,7 +486,11 @@ export class Kernel {
   async rollback(name: string): Promise<SwapRecord> {
     const stack = this.previous.get(name);
     const prev = stack?.pop();
-    if (!prev) throw new KernelError('KERNEL_ERR_REQUEST_INVALID', `component '${name}' has no previous version to roll back to`);
+    if (!prev)
+      throw new KernelError(
+        'KERNEL_ERR_REQUEST_INVALID',
+        `component '${name}' has no previous version to roll back to`,
+      );
     try {
       return await this.swap(name, prev, 'rollback');
     } catch (e) {

@@ -20,7 +20,11 @@ let kernel: Kernel;
 let buildA: Uint8Array;
 let buildB: Uint8Array;
 
-function spec(bytes: Uint8Array, config: Record<string, string> = {}, version = '1.0.0'): Omit<LoadSpec, 'name'> {
+function spec(
+  bytes: Uint8Array,
+  config: Record<string, string> = {},
+  version = '1.0.0',
+): Omit<LoadSpec, 'name'> {
   return { bytes, imports: IMPORTS, memoryMaxPages: 2048, version, config };
 }
 

@@ -78,11 +78,34 @@ export class Supervisor {
     readonly name: string,
     private readonly instanceOptions: InstanceOptions,
     readonly policy: SupervisorPolicy,
+    /**
+     * Run on every fresh instance before it serves — at start and after every restart — so a restarted
+     * instance gets the same configuration (lifecycle.init) as the first one.
+     */
+    private readonly prepareInstance?: (
+      call: (iface: string, fn: string, args: unknown[]) => Promise<unknown>,
+    ) => Promise<void>,
   ) {}
+
+  private async prepare(inst: Instance): Promise<void> {
+    if (!this.prepareInstance) return;
+    await this.prepareInstance((iface, fn, args) =>
+      inst.call(iface, fn, args, Date.now() + this.policy.deadlineMs),
+    );
+  }
 
   async start(): Promise<void> {
     const started = await Promise.allSettled(
-      Array.from({ length: this.policy.concurrency }, () => Instance.start(this.instanceOptions)),
+      Array.from({ length: this.policy.concurrency }, async () => {
+        const inst = await Instance.start(this.instanceOptions);
+        try {
+          await this.prepare(inst);
+        } catch (e) {
+          await inst.terminate();
+          throw e;
+        }
+        return inst;
+      }),
     );
     const failure = started.find((r) => r.status === 'rejected');
     if (failure) {
@@ -217,6 +240,7 @@ export class Supervisor {
         fresh = await Instance.start(this.instanceOptions);
         this.all.add(fresh);
       }
+      await this.prepare(fresh);
       this.restarts++;
       this.lastInstantiateMs = fresh.lastInstantiateMs;
       this.onEvent?.({ kind: 'restart', restarts: this.restarts });

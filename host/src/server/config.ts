@@ -17,7 +17,25 @@ export interface KernelConfig {
     | { backend: 'embedded' }
     | { backend: 'redis'; url: string }
     | { backend: 'redis-cluster'; nodes: string[] };
+  /**
+   * TPM 2.0: a TCTI string (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`), or 'none'. The default,
+   * 'auto', uses /dev/tpmrm0 when it exists. Without a TPM the kernel runs in an explicit no-TPM mode.
+   */
+  tpm: string;
+  /** Development escape hatch: accept unsigned components / unknown publishers (shown loudly in status). */
+  devMode: boolean;
+  /** Operator policy: import patterns a component may be granted (`*` wildcards). */
+  allowedImports: string[];
 }
+
+export const DEFAULT_ALLOWED_IMPORTS = [
+  'cam:kernel/*',
+  'wasi:cli/exit@*',
+  'wasi:cli/environment@*',
+  'wasi:random/*',
+  'wasi:clocks/*',
+  'wasi:io/poll@*',
+];
 
 export const DEFAULT_PORT = 50051;
 
@@ -33,7 +51,11 @@ export function defaultDataDir(env = process.env): string {
 export interface ConfigOverrides {
   dataDir?: string;
   listen?: string;
+  tpm?: string;
+  devMode?: boolean;
 }
+
+const FILE_KEYS = ['listen', 'kv', 'tpm', 'devMode', 'allowedImports'];
 
 export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): KernelConfig {
   const dataDir = resolve(overrides.dataDir ?? defaultDataDir(env));
@@ -47,9 +69,10 @@ export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): 
     }
     if (!fromFile || typeof fromFile !== 'object' || Array.isArray(fromFile))
       throw configError(`${file} must hold a JSON object`);
-    const unknown = Object.keys(fromFile).filter((k) => !['listen', 'kv'].includes(k));
-    if (unknown.length)
-      throw configError(`${file}: unknown key(s) ${unknown.join(', ')} (allowed: listen, kv)`);
+    const unknown = Object.keys(fromFile).filter((k) => !FILE_KEYS.includes(k));
+    if (unknown.length) {
+      throw configError(`${file}: unknown key(s) ${unknown.join(', ')} (allowed: ${FILE_KEYS.join(', ')})`);
+    }
   }
   const listen =
     overrides.listen ??
@@ -58,7 +81,18 @@ export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): 
     `127.0.0.1:${DEFAULT_PORT}`;
   parseListen(listen);
   const kv = parseKv(fromFile.kv ?? { backend: 'embedded' }, file);
-  return { dataDir, listen, kv };
+  const tpm = overrides.tpm ?? env.CAM_OS_TPM ?? (fromFile.tpm as string | undefined) ?? 'auto';
+  if (typeof tpm !== 'string' || tpm.length === 0)
+    throw configError(`${file}: tpm must be 'auto', 'none' or a TCTI string`);
+  const devFromEnv = env.CAM_OS_DEV === '1' || env.CAM_OS_DEV === 'true';
+  const devMode = overrides.devMode ?? (devFromEnv || fromFile.devMode === true);
+  if (fromFile.devMode !== undefined && typeof fromFile.devMode !== 'boolean')
+    throw configError(`${file}: devMode must be true or false`);
+  const allowedImports = fromFile.allowedImports ?? DEFAULT_ALLOWED_IMPORTS;
+  if (!Array.isArray(allowedImports) || allowedImports.some((p) => typeof p !== 'string' || p.length === 0)) {
+    throw configError(`${file}: allowedImports must be a list of interface patterns like "cam:kernel/*"`);
+  }
+  return { dataDir, listen, kv, tpm, devMode, allowedImports: allowedImports as string[] };
 }
 
 export function parseListen(listen: string): { host: string; port: number; loopback: boolean } {

@@ -3,18 +3,21 @@
  * service. Other gRPC services (the CAM-OS SyscallService, streaming sessions, health, reflection) plug
  * in through `services`. Writes `<data-dir>/kernel.json` so the CLI finds the kernel without flags.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { type AuthConfig, authConfigFrom, checkListen, serverCredentials } from '../auth/config.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { KernelError } from '../errors.js';
-import { type ComponentInfo, Kernel } from '../kernel/kernel.js';
-import { type Manifest, parseManifest, parseManifestJson } from '../trust/manifest.js';
+import { requireAdmin } from '../grpc/admin-guard.js';
+import { type ComponentInfo, Kernel, type SwapRecord } from '../kernel/kernel.js';
+import { TrustedLoader } from '../kernel/loader.js';
 import { KERNEL_VERSION } from '../version.js';
 import { type KernelConfig, parseListen } from './config.js';
 import { unary } from './grpc-errors.js';
+import { openTrustAnchors, type TpmContext } from './trust-anchors.js';
 
 export const PROTO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'proto');
 export const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
@@ -41,6 +44,10 @@ export interface KernelContext {
   config: KernelConfig;
   kernel: Kernel;
   dispatcher: Dispatcher;
+  /** Every operator-facing load and swap goes through it (signatures, digest, policy, TPM measurement). */
+  loader: TrustedLoader;
+  /** The TPM and its measurement log, or why there is none (explicit no-TPM mode). */
+  tpm: TpmContext;
   startedAt: number;
   /** Plain-language warnings shown by status and HealthCheck. */
   warnings: string[];
@@ -60,40 +67,60 @@ export interface DiscoveryFile {
   startedAt: number;
 }
 
+export interface StartOptions {
+  /** Listener security and agent auth (default: authConfigFrom(dataDir)). */
+  auth?: AuthConfig;
+}
+
 export async function startKernel(
   config: KernelConfig,
   services: ServiceRegistration[] = [],
+  opts: StartOptions = {},
 ): Promise<RunningKernel> {
   const listen = parseListen(config.listen);
-  if (!listen.loopback) {
-    throw new KernelError(
-      'KERNEL_ERR_CONFIG_INVALID',
-      `refusing to listen on ${config.listen} without TLS: plaintext is only allowed on loopback (127.0.0.0/8, [::1])`,
-    );
+  let auth: AuthConfig;
+  try {
+    auth = opts.auth ?? authConfigFrom(config.dataDir);
+    // Plaintext only on loopback; any other address needs TLS (auth.json names the certificate).
+    checkListen(auth, config.listen);
+  } catch (e) {
+    throw new KernelError('KERNEL_ERR_CONFIG_INVALID', (e as Error).message);
   }
   mkdirSync(config.dataDir, { recursive: true });
   const kernel = new Kernel({ dataDir: config.dataDir });
   const dispatcher = new Dispatcher();
+  const warnings: string[] = [];
+  const anchors = await openTrustAnchors(config, warnings);
+  const loader = new TrustedLoader({
+    kernel,
+    trustStore: anchors.trustStore,
+    policy: { allowedImports: config.allowedImports },
+    devMode: config.devMode,
+    measurement: anchors.tpm.measurement,
+  });
   const ctx: KernelContext = {
     config,
     kernel,
     dispatcher,
+    loader,
+    tpm: anchors.tpm,
     startedAt: Date.now(),
-    warnings: [],
+    warnings,
     authMode: 'development',
   };
+  // The listener's limit must admit AdminService component uploads (a componentize-js component is ~12 MB);
+  // syscalls enforce their own, smaller, per-field limits.
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_receive_message_length': Math.max(MAX_MESSAGE_BYTES, auth.maxMessageBytes),
+    'grpc.max_send_message_length': Math.max(MAX_MESSAGE_BYTES, auth.maxMessageBytes),
   });
   registerAdmin(server, ctx, config.listen);
   for (const s of services) await s.register(server, ctx);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(config.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
+    server.bindAsync(config.listen, serverCredentials(auth), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch(async (e: Error) => {
     await kernel.stop();
+    await anchors.close();
     throw new KernelError('KERNEL_ERR_CONFIG_INVALID', `cannot listen on ${config.listen}: ${e.message}`);
   });
   const address = `${listen.host}:${port}`;
@@ -125,6 +152,7 @@ export async function startKernel(
         });
       });
       await kernel.stop();
+      await anchors.close();
     },
   };
 }
@@ -159,8 +187,14 @@ function registerAdmin(server: grpc.Server, ctx: KernelContext, listen: string):
   const pkg = loadProto('cam/admin/v1/admin.proto') as unknown as {
     cam: { admin: { v1: { AdminService: grpc.ServiceClientConstructor } } };
   };
+  // Every admin method is authorised the same way: in authenticated mode it needs group:admin.
+  const guarded = <Req, Res>(action: string, fn: (req: Req) => Promise<Res>) =>
+    unary<Req, Res>(async (req, call) => {
+      await requireAdmin(ctx, call as unknown as Parameters<typeof requireAdmin>[1], `Admin.${action}`);
+      return fn(req);
+    });
   server.addService(pkg.cam.admin.v1.AdminService.service, {
-    Status: unary(async () => ({
+    Status: guarded('Status', async () => ({
       version: KERNEL_VERSION,
       data_dir: ctx.config.dataDir,
       listen,
@@ -181,59 +215,79 @@ function registerAdmin(server: grpc.Server, ctx: KernelContext, listen: string):
       })),
       warnings: ctx.warnings,
     })),
-    ListComponents: unary(async () => ({ components: ctx.kernel.list().map(componentMessage) })),
-    LoadComponent: unary(async (req: { component: Buffer; manifest_json: string }) => {
-      const info = await loadWithManifest(ctx.kernel, req.component, req.manifest_json);
-      return componentMessage(info);
+    ListComponents: guarded('ListComponents', async () => ({
+      components: ctx.kernel.list().map(componentMessage),
+    })),
+    LoadComponent: guarded('LoadComponent', async (req: { component: Buffer; manifest_json: string }) => {
+      requireBytes(req.component, req.manifest_json);
+      return componentMessage(await ctx.loader.load(req.component, req.manifest_json));
     }),
-    UnloadComponent: unary(async (req: { name: string }) => {
+    SwapComponent: guarded(
+      'SwapComponent',
+      async (req: { name: string; component: Buffer; manifest_json: string; allow_downgrade: boolean }) => {
+        requireBytes(req.component, req.manifest_json);
+        return swapMessage(
+          await ctx.loader.swap(req.name, req.component, req.manifest_json, {
+            allowDowngrade: req.allow_downgrade,
+          }),
+        );
+      },
+    ),
+    RollbackComponent: guarded('RollbackComponent', async (req: { name: string }) =>
+      swapMessage(await ctx.kernel.rollback(req.name)),
+    ),
+    SwapHistory: guarded('SwapHistory', async (req: { name: string }) => ({
+      records: ctx.kernel.swapHistory(req.name || undefined).map(swapMessage),
+    })),
+    Attest: guarded('Attest', async (req: { nonce: Buffer }) => attest(ctx, req.nonce)),
+    UnloadComponent: guarded('UnloadComponent', async (req: { name: string }) => {
       await ctx.kernel.unload(req.name);
       return { name: req.name };
     }),
   });
 }
 
-/**
- * Load a component from its bytes and manifest JSON: the manifest is validated strictly, its pinned digest
- * and size are checked against the bytes, and its capabilities become the component's grants and limits.
- */
-export async function loadWithManifest(
-  kernel: Kernel,
-  bytes: Uint8Array,
-  manifestJson: string,
-): Promise<ComponentInfo> {
-  if (!bytes || bytes.length === 0)
+function requireBytes(component: Uint8Array, manifestJson: string): void {
+  if (!component || component.length === 0)
     throw new KernelError('KERNEL_ERR_REQUEST_INVALID', 'component bytes are empty');
-  const parsed = parseManifestJson(manifestJson);
-  if (!parsed.ok)
-    throw new KernelError('KERNEL_ERR_MANIFEST_INVALID', `${parsed.issue.field} ${parsed.issue.message}`);
-  let manifest: Manifest;
-  try {
-    manifest = parseManifest(parsed.value);
-  } catch (e) {
-    throw new KernelError('KERNEL_ERR_MANIFEST_INVALID', (e as Error).message);
-  }
-  if (manifest.component.size !== bytes.length) {
+  if (!manifestJson) throw new KernelError('KERNEL_ERR_REQUEST_INVALID', 'manifest_json is empty');
+}
+
+function swapMessage(r: SwapRecord) {
+  return {
+    name: r.name,
+    at: r.at,
+    from_version: r.from.version ?? '',
+    from_digest: r.from.digest,
+    to_version: r.to.version ?? '',
+    to_digest: r.to.digest,
+    kind: r.kind,
+    result: r.result,
+    reason: r.reason ?? '',
+    paused_ms: r.pausedMs ?? 0,
+  };
+}
+
+async function attest(ctx: KernelContext, nonce: Uint8Array) {
+  const { tpm, measurement } = ctx.tpm;
+  if (!tpm || !measurement) {
     throw new KernelError(
-      'KERNEL_ERR_DIGEST_MISMATCH',
-      `manifest says the component is ${manifest.component.size} bytes but ${bytes.length} were given`,
+      'KERNEL_ERR_SYSCALL_UNAVAILABLE',
+      `no TPM: ${ctx.tpm.reason ?? 'not configured'}; nothing to attest`,
     );
   }
-  const caps = manifest.capabilities;
-  return kernel.load({
-    name: manifest.name,
-    version: manifest.version,
-    bytes,
-    digest: manifest.component.digest,
-    imports: [...caps.imports],
-    memoryMaxPages: caps.memoryMaxPages,
-    deadlineMs: caps.deadlineMs,
-    concurrency: caps.concurrency,
-    labels: {
-      publisher: manifest.publisher,
-      world: manifest.world,
-      abiVersion: manifest.abiVersion,
-      signed: manifest.signatures ? 'present' : 'absent',
-    },
-  });
+  if (!nonce || nonce.length < 8 || nonce.length > 64) {
+    throw new KernelError('KERNEL_ERR_REQUEST_INVALID', 'nonce must be 8 to 64 bytes');
+  }
+  const ak = await ctx.tpm.attestationKey();
+  const quote = await tpm.quote(ak.handle, [measurement.pcr], nonce);
+  return {
+    pcr: measurement.pcr,
+    attest: quote.attest,
+    signature: quote.signature,
+    public_key_pem: ak.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    event_log: readFileSync(measurement.path, 'utf8'),
+    pcr_value: await tpm.pcrRead('sha256', measurement.pcr),
+    nonce,
+  };
 }

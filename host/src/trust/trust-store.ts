@@ -5,7 +5,7 @@
 // (temp file + fsync + rename) and only then replaces the in-memory state, so an I/O error leaves both the
 // file and the store as they were. Lookups are synchronous and in memory: they sit on the verifier's path.
 
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic-file.js';
 import { fromBase64Strict, toBase64 } from './encoding.js';
@@ -199,6 +199,26 @@ export class TrustStore implements TrustKeyLookup {
     return this.#enqueue(async () => {
       this.#keys = await this.#readFile();
     });
+  }
+
+  #seen: string | undefined;
+
+  /**
+   * Re-reads the file only if it changed on disk since the last look (size, mtime, inode: writes are
+   * atomic renames, so a new inode is the reliable signal). A stat costs microseconds; the loader calls
+   * this before every verification so that `cam-os trust revoke` in another process takes effect at once.
+   */
+  async reloadIfChanged(): Promise<void> {
+    let sig: string;
+    try {
+      const st = await stat(this.path);
+      sig = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      sig = 'missing';
+    }
+    if (sig === this.#seen) return;
+    await this.reload();
+    this.#seen = sig;
   }
 
   #mutate<T>(

@@ -19,6 +19,7 @@ import { TRUST_ERRORS, TrustError, type TrustErrorCode } from './errors.js';
 import { loadMlDsa65 } from './liboqs.js';
 import {
   formatIssues,
+  type Manifest,
   type ManifestIssue,
   parseManifestJson,
   type SignedManifest,
@@ -47,7 +48,8 @@ export interface VerifyPolicy {
 }
 
 export interface VerifyInput {
-  readonly componentBytes: Uint8Array;
+  /** The component; undefined verifies the manifest alone (no digest or size check). */
+  readonly componentBytes: Uint8Array | undefined;
   /** The manifest as parsed JSON, as JSON text, or as UTF-8 bytes. */
   readonly manifest: unknown;
   readonly trustStore: TrustKeyLookup;
@@ -155,18 +157,22 @@ export function verifyComponentSync(input: VerifyInput): VerifyResult {
     };
   }
 
-  if (componentBytes.byteLength !== signed.component.size) {
-    return fail(
-      'digest-mismatch',
-      `component is ${componentBytes.byteLength} bytes, the signed manifest says ${signed.component.size}`,
-    );
-  }
-  const digest = `sha256:${createHash('sha256').update(componentBytes).digest('hex')}`;
-  if (digest !== signed.component.digest) {
-    return fail(
-      'digest-mismatch',
-      `component digest is ${digest}, the signed manifest says ${signed.component.digest}`,
-    );
+  // Without component bytes (the VerifyManifest syscall verifies a manifest on its own) the digest check is
+  // the caller's to do later; everything else — schema, publisher, both signatures, policy — still runs.
+  if (componentBytes !== undefined) {
+    if (componentBytes.byteLength !== signed.component.size) {
+      return fail(
+        'digest-mismatch',
+        `component is ${componentBytes.byteLength} bytes, the signed manifest says ${signed.component.size}`,
+      );
+    }
+    const digest = `sha256:${createHash('sha256').update(componentBytes).digest('hex')}`;
+    if (digest !== signed.component.digest) {
+      return fail(
+        'digest-mismatch',
+        `component digest is ${digest}, the signed manifest says ${signed.component.digest}`,
+      );
+    }
   }
 
   const refusal = checkPolicy(signed, policy);
@@ -217,7 +223,8 @@ function malformed(issues: readonly ManifestIssue[]): VerifyFailure {
   return { ok: false, code: 'malformed-manifest', message: formatIssues(issues), issues };
 }
 
-function checkPolicy(manifest: SignedManifest, policy: VerifyPolicy): VerifyFailure | undefined {
+/** Operator policy check alone (also used by the dev-mode path, which has no signature to check). */
+export function checkPolicy(manifest: Manifest, policy: VerifyPolicy): VerifyFailure | undefined {
   const caps = manifest.capabilities;
   const importPatterns = compiledPatterns(policy.allowedImports);
   for (const name of caps.imports) {

@@ -5,50 +5,11 @@
 import { readFile } from 'node:fs/promises';
 import { boot } from '@cam-os/host/server/boot.js';
 import { loadConfig } from '@cam-os/host/server/config.js';
-import { AdminClient, type ComponentInfoMsg, resolveAddress, type StatusMsg } from '../admin-client.js';
+import type { ComponentInfoMsg, StatusMsg } from '../admin-client.js';
+import { TRUST_COMMANDS } from './commands-trust.js';
+import { type Command, str, UsageError, withAdmin } from './shared.js';
 
-export interface Io {
-  out(s: string): void;
-  err(s: string): void;
-}
-
-export interface Args {
-  positionals: string[];
-  values: Record<string, string | boolean | undefined>;
-  json: boolean;
-}
-
-export interface Command {
-  name: string;
-  summary: string;
-  usage: string;
-  details?: string;
-  options?: Record<string, { type: 'string' | 'boolean'; short?: string; help: string }>;
-  /** Exit code; -1 means "keep running" (the kernel). */
-  run(args: Args, io: Io): Promise<number>;
-}
-
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-function str(args: Args, key: string): string | undefined {
-  const v = args.values[key];
-  return typeof v === 'string' ? v : undefined;
-}
-
-function admin(args: Args): AdminClient {
-  return new AdminClient(resolveAddress({ address: str(args, 'address'), dataDir: str(args, 'data-dir') }));
-}
-
-async function withAdmin<T>(args: Args, fn: (c: AdminClient) => Promise<T>): Promise<T> {
-  const c = admin(args);
-  try {
-    return await fn(c);
-  } finally {
-    c.close();
-  }
-}
+export { type Args, type Command, type Io, UsageError } from './shared.js';
 
 const up: Command = {
   name: 'up',
@@ -175,4 +136,4 @@ const unload: Command = {
   },
 };
 
-export const COMMANDS: Command[] = [up, status, load, unload];
+export const COMMANDS: Command[] = [up, status, load, unload, ...TRUST_COMMANDS];

@@ -67,7 +67,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
         ...Object.fromEntries(
           Object.entries(command.options ?? {}).map(([k, v]) => [
             k,
-            v.short ? { type: v.type, short: v.short } : { type: v.type },
+            {
+              type: v.type,
+              ...(v.short ? { short: v.short } : {}),
+              ...(v.multiple ? { multiple: true } : {}),
+            },
           ]),
         ),
       },

@@ -1,0 +1,254 @@
+/**
+ * The kernel's gRPC API against the physical floor of this machine, measured in the same run:
+ *
+ * - baseline: a bare grpc-js echo server (64-byte payload, identity serializers) in this process;
+ * - the kernel (startKernel + gateway services + the system components) in this process;
+ * - the load generator in a SEPARATE process (bench/grpc/client.mjs), the same code for both servers.
+ *
+ * Unary ContextRead / ContextWrite at concurrency 1 / 16 / 64 (p50, p99, throughput), Arbitrate, and the
+ * streaming session, each reported with the echo figure at the same concurrency as its baseline.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { PROTO_ROOT } from '../host/src/server/server.js';
+import { startTestKernel } from '../test/grpc/harness.js';
+import { type BenchResult, round } from './types.js';
+
+const SUITE = 'grpc';
+const PAYLOAD_BYTES = 64;
+const CONCURRENCY = [1, 16, 64] as const;
+const CALLS: Record<number, number> = { 1: 2000, 16: 8000, 64: 8000 };
+
+interface ClientResult {
+  calls: number;
+  errors: number;
+  firstError: string;
+  p50Us: number;
+  p99Us: number;
+  throughput: number;
+  window?: number;
+  inFlight?: number;
+}
+
+/** bench/grpc/client.mjs, found from this module whether it runs from bench/ or bundled in bench/.out/. */
+function clientScript(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const p = join(dir, 'grpc', 'client.mjs');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new Error('bench/grpc/client.mjs not found');
+}
+
+function runClient(job: Record<string, unknown>): Promise<ClientResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [clientScript(), JSON.stringify(job)],
+      { maxBuffer: 1 << 20, timeout: 300_000 },
+      (err, stdout, stderr) => {
+        if (err) return reject(new Error(`bench client failed: ${err.message}\n${stderr}`));
+        resolve(JSON.parse(stdout.trim().split('\n').at(-1)!) as ClientResult);
+      },
+    );
+  });
+}
+
+async function startEcho(): Promise<{ address: string; stop(): void }> {
+  const server = new grpc.Server();
+  server.register(
+    '/bench.Echo/Echo',
+    (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, call.request),
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+    'unary',
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  return { address: `127.0.0.1:${port}`, stop: () => server.forceShutdown() };
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  const root = protobuf.loadSync(join(PROTO_ROOT, 'cam_syscall.proto'));
+  const encode = (type: string, value: Record<string, unknown>) => {
+    const t = root.lookupType(`cam.syscall.${type}`);
+    return Buffer.from(t.encode(t.fromObject(value)).finish()).toString('base64');
+  };
+  const data = Buffer.alloc(PAYLOAD_BYTES, 0x61);
+
+  const echo = await startEcho();
+  const k = await startTestKernel();
+  const origin = k.loaded.map((l) => `${l.name}:${l.origin}`).join(', ');
+  const has = (n: string) => k.loaded.some((l) => l.name === n);
+  try {
+    const echoAt: Record<number, ClientResult> = {};
+    for (const c of CONCURRENCY) {
+      const r = await runClient({
+        mode: 'unary',
+        address: echo.address,
+        path: '/bench.Echo/Echo',
+        payloadB64: data.toString('base64'),
+        concurrency: c,
+        calls: CALLS[c],
+      });
+      echoAt[c] = r;
+      out.push(latency(`bare grpc-js echo c=${c}`, r));
+      out.push(throughput(`bare grpc-js echo c=${c} throughput`, r));
+    }
+
+    const unary = async (
+      label: string,
+      path: string,
+      payloadFor: (c: number) => string,
+      concurrency: readonly number[],
+    ) => {
+      for (const c of concurrency) {
+        const payloadB64 = payloadFor(c);
+        const r = await runClient({
+          mode: 'unary',
+          address: k.address,
+          path,
+          payloadB64,
+          concurrency: c,
+          calls: CALLS[c],
+        });
+        const base = echoAt[c]!;
+        out.push(
+          latency(`${label} c=${c}`, r, {
+            name: `bare grpc-js echo c=${c} p50`,
+            median: round(base.p50Us, 1),
+          }),
+        );
+        out.push(
+          throughput(`${label} c=${c} throughput`, r, {
+            name: `bare grpc-js echo c=${c} throughput`,
+            median: round(base.throughput, 0),
+          }),
+        );
+      }
+    };
+
+    // A syscall answered by the kernel itself (validation, auth, rate limit, dispatch, telemetry store):
+    // the gateway's own cost, without a component call.
+    const metric = encode('EmitMetricRequest', { name: 'bench.metric', value: 1, caller_id: 'bench' });
+    await unary(
+      'EmitMetric (no component)',
+      '/cam.syscall.SyscallService/EmitMetric',
+      () => metric,
+      CONCURRENCY,
+    );
+
+    if (has('memory')) {
+      // Each run writes its own key (so version chains do not grow across runs); reads hit a key with one version.
+      const ctx = { callerId: 'bench', deadlineAt: Date.now() + 60_000 };
+      await k.running.dispatcher.dispatch('ContextWrite', { namespace: 'bench', key: 'read-me', data }, ctx);
+      const write = (c: number) =>
+        encode('ContextWriteRequest', { namespace: 'bench', key: `w-${c}`, data, caller_id: 'bench' });
+      const read = () =>
+        encode('ContextReadRequest', { namespace: 'bench', key: 'read-me', caller_id: 'bench' });
+      await unary('ContextWrite', '/cam.syscall.SyscallService/ContextWrite', write, CONCURRENCY);
+      await unary('ContextRead', '/cam.syscall.SyscallService/ContextRead', read, CONCURRENCY);
+      for (const [label, field, request] of [
+        ['ContextRead', 'context_read', { namespace: 'bench', key: 'read-me', caller_id: 'bench' }],
+        ['ContextWrite', 'context_write', { namespace: 'bench', key: 'w-session', data, caller_id: 'bench' }],
+      ] as const) {
+        const r = await runClient({
+          mode: 'session',
+          address: k.address,
+          protoRoot: PROTO_ROOT,
+          field,
+          request,
+          concurrency: 64,
+          calls: 20_000,
+        });
+        out.push(
+          latency(`session ${label} ${r.inFlight} in flight`, r, {
+            name: 'bare grpc-js echo c=64 p50',
+            median: round(echoAt[64]!.p50Us, 1),
+          }),
+        );
+        out.push(
+          throughput(`session ${label} ${r.inFlight} in flight throughput`, r, {
+            name: 'bare grpc-js echo c=64 throughput',
+            median: round(echoAt[64]!.throughput, 0),
+          }),
+        );
+      }
+    } else {
+      out.push(skipped('ContextRead/ContextWrite', k.missing.find((m) => m.name === 'memory')?.why));
+    }
+
+    if (has('arbitration')) {
+      const ctx = { callerId: 'bench', deadlineAt: Date.now() + 60_000 };
+      for (let i = 0; i < 8; i++) {
+        await k.running.dispatcher.dispatch(
+          'AgentRegister',
+          {
+            agent_id: `agent-${i}`,
+            capabilities: ['plan', i % 2 ? 'code' : 'review'],
+            metadata: { provider: `p${i}` },
+          },
+          ctx,
+        );
+      }
+      const arb = encode('ArbitrateRequest', {
+        task: { id: 'bench-task', requirements: ['plan'], priority: 60, type: 1 },
+        caller_id: 'bench',
+      });
+      await unary('Arbitrate', '/cam.syscall.SyscallService/Arbitrate', () => arb, [1, 16]);
+    } else {
+      out.push(skipped('Arbitrate', k.missing.find((m) => m.name === 'arbitration')?.why));
+    }
+  } finally {
+    await k.stop();
+    echo.stop();
+  }
+  for (const r of out) r.notes = [r.notes, `components: ${origin || 'none'}`].filter(Boolean).join('; ');
+  return out;
+}
+
+function callNotes(r: ClientResult): string {
+  return r.errors > 0 ? `${r.calls} calls, ${r.errors} FAILED (first: ${r.firstError})` : `${r.calls} calls`;
+}
+
+function latency(name: string, r: ClientResult, baseline?: { name: string; median: number }): BenchResult {
+  return {
+    suite: SUITE,
+    name,
+    unit: 'us',
+    median: round(r.p50Us, 1),
+    p99: round(r.p99Us, 1),
+    baseline,
+    notes: callNotes(r),
+  };
+}
+
+function throughput(name: string, r: ClientResult, baseline?: { name: string; median: number }): BenchResult {
+  return {
+    suite: SUITE,
+    name,
+    unit: 'calls/s',
+    median: round(r.throughput, 0),
+    baseline,
+    notes: callNotes(r),
+  };
+}
+
+function skipped(what: string, why: string | undefined): BenchResult {
+  return {
+    suite: SUITE,
+    name: `${what} (not measured)`,
+    unit: 'us',
+    median: 0,
+    notes: `component missing: ${why ?? 'unknown'}`,
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * cam.syscall.SyscallService: the CAM-OS v1.1 wire-compatible unary API (proto/cam_syscall.proto).
+ *
+ * Errors: every failure is a gRPC status error (code from the kernel's catalogue, short sanitized
+ * message, `cam-error-code` trailer). The responses' `error` / `status_code` fields are never filled —
+ * the spec lets a compatible server fail the call instead, and clients see the same code either way;
+ * a status error also works with every gRPC client's normal error handling and retries.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { toServiceError } from '../server/grpc-errors.js';
+import { type KernelContext, loadProto, type ServiceRegistration } from '../server/server.js';
+import { SYSCALL_NAMES } from '../syscalls/index.js';
+import { deadlineOf, Gateway, type GatewayOptions } from './gateway.js';
+import { lenientDefinition, MalformedRequest } from './malformed.js';
+
+export const SYSCALL_PROTO = 'cam_syscall.proto';
+export const SYSCALL_SERVICE = 'cam.syscall.SyscallService';
+
+export function syscallServiceDefinition(): grpc.ServiceDefinition {
+  const pkg = loadProto(SYSCALL_PROTO) as unknown as {
+    cam: { syscall: { SyscallService: grpc.ServiceClientConstructor } };
+  };
+  return lenientDefinition(pkg.cam.syscall.SyscallService.service, (m) => `cam.syscall.${m}Request`);
+}
+
+type UnaryCall = grpc.ServerUnaryCall<unknown, unknown>;
+
+export function syscallService(opts: GatewayOptions = {}): ServiceRegistration {
+  return {
+    name: SYSCALL_SERVICE,
+    register(server: grpc.Server, ctx: KernelContext) {
+      const gw = Gateway.for(ctx, opts);
+      const impl: grpc.UntypedServiceImplementation = {};
+      for (const name of SYSCALL_NAMES) {
+        impl[name] = (call: UnaryCall, callback: grpc.sendUnaryData<unknown>) => {
+          const deadlineAt = deadlineOf(call);
+          if (call.request instanceof MalformedRequest) {
+            callback(toServiceError(call.request.toError()));
+            return;
+          }
+          gw.authenticate(call, name)
+            .then((principal) => gw.invoke(principal, name, call.request, call.getPeer(), deadlineAt))
+            .then(
+              (res) => callback(null, res),
+              (e: unknown) => callback(toServiceError(e)),
+            );
+        };
+      }
+      server.addService(syscallServiceDefinition(), impl);
+    },
+  };
+}
