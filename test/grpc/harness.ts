@@ -12,6 +12,7 @@
  * CAM_OS_TEST_MEMORY=fixture skips 1-2 for memory (to test the gateway while the real driver is in flux);
  * CAM_OS_TEST_SYSTEM=none loads no system component (to check the UNIMPLEMENTED answers).
  */
+
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -23,6 +24,7 @@ import { hostInterfaces } from '../../host/src/host-interfaces/index.js';
 import type { Kernel } from '../../host/src/kernel/kernel.js';
 import { openKv } from '../../host/src/kv/index.js';
 import type { KvStore } from '../../host/src/kv/types.js';
+import { DEFAULT_ALLOWED_IMPORTS } from '../../host/src/server/config.js';
 import { type RunningKernel, startKernel } from '../../host/src/server/server.js';
 
 /** The repository root, found upward so the harness also works bundled (bench/.out/). */
@@ -76,7 +78,14 @@ export interface StartOptions {
 export async function startTestKernel(opts: StartOptions = {}): Promise<TestKernel> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'cam-grpc-test-'));
   const running = await startKernel(
-    { dataDir, listen: '127.0.0.1:0', kv: { backend: 'embedded' } },
+    {
+      dataDir,
+      listen: '127.0.0.1:0',
+      kv: { backend: 'embedded' },
+      tpm: 'none',
+      devMode: false,
+      allowedImports: DEFAULT_ALLOWED_IMPORTS,
+    },
     gatewayServices({ auth: opts.auth }),
   );
   let kv: KvStore | undefined;

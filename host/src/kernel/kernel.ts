@@ -50,6 +50,8 @@ export interface LoadSpec {
 }
 
 export const LIFECYCLE = 'cam:kernel/lifecycle';
+/** Longest time calls may be held at a hot-swap's gate (drain + state handover) before the swap is abandoned. */
+export const SWAP_HANDOVER_BUDGET_MS = 3_000;
 
 export interface SwapRecord {
   name: string;
@@ -443,14 +445,15 @@ export class Kernel {
     let open!: () => void;
     this.gates.set(name, new Promise<void>((r) => (open = r)));
     const paused = performance.now();
-    try {
+    const newVersion = fresh;
+    const handover = async () => {
       await old.supervisor.drain();
       const oldLife = old.exports.find((e) => splitVersion(e).base === LIFECYCLE);
-      const newLife = fresh.exports.find((e) => splitVersion(e).base === LIFECYCLE);
+      const newLife = newVersion.exports.find((e) => splitVersion(e).base === LIFECYCLE);
       if (oldLife && newLife) {
         const state = await old.supervisor.call(oldLife, 'exportState', []);
-        await fresh.supervisor.call(newLife, 'importState', [state]);
-        const report = (await fresh.supervisor.call(newLife, 'health', [])) as {
+        await newVersion.supervisor.call(newLife, 'importState', [state]);
+        const report = (await newVersion.supervisor.call(newLife, 'health', [])) as {
           status?: string;
           detail?: string;
         };
@@ -461,16 +464,43 @@ export class Kernel {
           );
         }
       }
+    };
+    // Calls wait at the gate during the handover, so it is bounded: past the budget the swap is abandoned
+    // and the gate reopens onto the old version (callers see latency, never a failure caused by the swap).
+    let budgetTimer: NodeJS.Timeout | undefined;
+    const budget = new Promise<never>((_, reject) => {
+      budgetTimer = setTimeout(
+        () =>
+          reject(
+            new KernelError(
+              'KERNEL_ERR_CALL_DEADLINE',
+              `handover to the new build of '${name}' took longer than ${SWAP_HANDOVER_BUDGET_MS} ms; swap abandoned`,
+            ),
+          ),
+        SWAP_HANDOVER_BUDGET_MS,
+      );
+    });
+    try {
+      const running = handover();
+      // If the budget wins, the abandoned handover still settles later (against a stopped new version).
+      running.catch(() => {});
+      await Promise.race([running, budget]);
       // Importers linked to the old version resolve providers by name, so they follow the switch.
       this.components.set(name, fresh);
     } catch (e) {
+      clearTimeout(budgetTimer);
       this.gates.delete(name);
       open();
       this.loading.delete(name);
       await fresh.supervisor.stop();
-      record('rolled-back', fresh, { reason: e instanceof Error ? e.message : String(e) });
+      record(
+        'rolled-back',
+        { digest: fresh.digest, version: fresh.spec.version },
+        { reason: e instanceof Error ? e.message : String(e) },
+      );
       throw e;
     }
+    clearTimeout(budgetTimer);
     const pausedMs = performance.now() - paused;
     this.gates.delete(name);
     open();
@@ -479,7 +509,11 @@ export class Kernel {
     if (kind === 'swap') stack.push(old.spec);
     this.previous.set(name, stack.slice(-10));
     void old.supervisor.stop();
-    return record('swapped', fresh, { pausedMs: Math.round(pausedMs * 1000) / 1000 });
+    return record(
+      'swapped',
+      { digest: fresh.digest, version: fresh.spec.version },
+      { pausedMs: Math.round(pausedMs * 1000) / 1000 },
+    );
   }
 
   /** Swap back to the version that ran before the last swap. */

@@ -2,11 +2,12 @@
  * Commands for hot-swap and trust: swap, rollback, history, attest, keys, trust.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultDataDir } from '@cam-os/host/server/config.js';
-import { readEventLog, replay, verifyQuote } from '@cam-os/host/tpm/index.js';
+import { openTpm, readEventLog, replay, verifyQuote } from '@cam-os/host/tpm/index.js';
 import {
   generatePublisherKeyPair,
   importPublicKey,
@@ -153,29 +154,51 @@ const attest: Command = {
   },
 };
 
+/** The TPM to seed a new key from, as the kernel reads its `tpm` setting: a TCTI, 'auto' or 'none'. */
+function keySeedTcti(setting: string | undefined): string | undefined {
+  if (setting === undefined || setting === '' || setting === 'none') return undefined;
+  if (setting === 'auto') return existsSync('/dev/tpmrm0') ? 'device:/dev/tpmrm0' : undefined;
+  return setting;
+}
+
 const keys: Command = {
   name: 'keys',
-  summary: 'publisher keys (ML-DSA-65 + Ed25519): generate, export the public half, show a key id',
+  summary: 'publisher keys (ML-DSA-65 + Ed25519): generate, export, import, show',
   usage:
-    'keys generate --out <secret.json> | keys export <secret.json> --out <public.json> | keys show <file>',
+    'keys generate --out <secret.json> [--tpm <tcti>] | keys export <secret.json> --out <public.json> | keys import <file> | keys show <file>',
   details:
     'generate writes a secret key file (mode 0600) and prints its key id; export writes the public half that\n' +
-    'operators add with `cam-os trust add`; show prints the key id of a public or secret key file.',
+    'operators add with `cam-os trust add`; import checks a secret or public key file (the key id is re-derived\n' +
+    'from the key material) and copies it into <data-dir>/keys/<key-id>.json (secret: mode 0600); show prints the\n' +
+    'key id of a public or secret key file.',
   options: {
     out: { type: 'string', short: 'o', help: 'output file' },
     force: { type: 'boolean', help: 'overwrite an existing secret key file' },
+    tpm: {
+      type: 'string',
+      help: "generate: seed the key from this TPM's RNG (TCTI, 'auto' or 'none'; default: CAM_OS_TPM)",
+    },
   },
   async run(args, io) {
     const [sub, file] = args.positionals;
     const out = str(args, 'out');
     if (sub === 'generate') {
       if (!out) throw new UsageError('missing --out <secret.json>');
-      const pair = await generatePublisherKeyPair();
+      const tcti = keySeedTcti(str(args, 'tpm') ?? process.env.CAM_OS_TPM);
+      // A TPM the operator named must work: falling back to the OS RNG would make the output lie.
+      const tpm = tcti ? await openTpm(tcti) : undefined;
+      let pair: Awaited<ReturnType<typeof generatePublisherKeyPair>>;
+      try {
+        pair = await generatePublisherKeyPair(tpm ? { seedSource: (n) => tpm.getRandom(n) } : {});
+      } finally {
+        await tpm?.close();
+      }
       await writeSecretKeyFile(out, pair, { overwrite: args.values.force === true });
+      const rng = tpm ? `the TPM RNG (${tcti})` : 'the operating system RNG';
       io.out(
         args.json
-          ? JSON.stringify({ keyId: pair.keyId, file: out })
-          : `generated key ${pair.keyId} in ${out} (keep it secret)`,
+          ? JSON.stringify({ keyId: pair.keyId, file: out, rng: tpm ? 'tpm' : 'os', tcti: tcti ?? null })
+          : `generated key ${pair.keyId} in ${out}, seeded by ${rng} (keep it secret)`,
       );
       return 0;
     }
@@ -190,6 +213,26 @@ const keys: Command = {
       );
       return 0;
     }
+    if (sub === 'import') {
+      if (!file) throw new UsageError('usage: keys import <file>');
+      const raw = JSON.parse(await readFile(file, 'utf8')) as { format?: string };
+      const dir = join(str(args, 'data-dir') ?? defaultDataDir(), 'keys');
+      const secret = raw.format?.includes('secret');
+      const keyId = secret ? (await readSecretKeyFile(file)).keyId : importPublicKey(raw, file).keyId;
+      const dest = join(dir, `${keyId}${secret ? '.secret' : '.public'}.json`);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      if (secret)
+        await writeSecretKeyFile(dest, await readSecretKeyFile(file), {
+          overwrite: args.values.force === true,
+        });
+      else await writePublicKeyFile(dest, importPublicKey(raw, file));
+      io.out(
+        args.json
+          ? JSON.stringify({ keyId, file: dest, secret })
+          : `imported ${secret ? 'secret' : 'public'} key ${keyId} to ${dest}`,
+      );
+      return 0;
+    }
     if (sub === 'show') {
       if (!file) throw new UsageError('usage: keys show <file>');
       const raw = JSON.parse(await readFile(file, 'utf8')) as { format?: string };
@@ -199,7 +242,7 @@ const keys: Command = {
       io.out(args.json ? JSON.stringify({ keyId }) : keyId);
       return 0;
     }
-    throw new UsageError(`unknown keys subcommand '${sub ?? ''}' (generate, export, show)`);
+    throw new UsageError(`unknown keys subcommand '${sub ?? ''}' (generate, export, import, show)`);
   },
 };
 
