@@ -1,3 +1,4 @@
+import { SYSCALL_NAMES } from '@cam-os/host/syscalls/index.js';
 /**
  * The CAM-OS SyscallService messages as the client sees them (proto/cam_syscall.proto, loaded with
  * keepCase: snake_case fields, int64 as number, enums as names, maps as objects, bytes as Buffer).
@@ -205,25 +206,5 @@ export type SyscallMethod = keyof SyscallMessages;
 export type RequestOf<M extends SyscallMethod> = SyscallMessages[M]['req'];
 export type ResponseOf<M extends SyscallMethod> = SyscallMessages[M]['res'];
 
-export const SYSCALL_METHODS: readonly SyscallMethod[] = [
-  'Arbitrate',
-  'CommitTask',
-  'TaskRollback',
-  'AgentRegister',
-  'QueryPolicy',
-  'PolicyUpdate',
-  'ContextRead',
-  'ContextWrite',
-  'ContextSnapshot',
-  'ContextRestore',
-  'SnapshotContext',
-  'ContextVersionList',
-  'TmpSign',
-  'VerifyManifest',
-  'EstablishSecureChannel',
-  'ExplainAction',
-  'EmitTrace',
-  'EmitMetric',
-  'SystemTuning',
-  'HealthCheck',
-];
+/** The 20 CAM-OS methods, in the spec's order: the kernel's own syscall table is the one list. */
+export const SYSCALL_METHODS: readonly SyscallMethod[] = SYSCALL_NAMES;
