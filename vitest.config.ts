@@ -5,6 +5,7 @@ export default defineConfig({
     include: [
       'host/src/**/*.test.ts',
       'sdk/src/**/*.test.ts',
+      'marketplace/src/**/*.test.ts',
       'wit/**/*.test.ts',
       'test/**/*.test.ts',
       'drivers/**/*.test.ts',
