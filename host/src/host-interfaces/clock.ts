@@ -3,6 +3,7 @@
  * the host virtualize time (tests of deadline urgency, replay).
  */
 import type { HostInterface } from '../kernel/kernel.js';
+import { distModule } from '../runtime/local.js';
 
 export const CLOCK_INTERFACE = 'cam:kernel/clock@0.1.0';
 
@@ -11,19 +12,27 @@ export interface ClockHostOptions {
   now?: () => number;
 }
 
+function nowMsFrom(now: () => number): bigint {
+  const t = now();
+  // u64 crosses as a bigint; a broken time source is a host bug and traps rather than lies.
+  if (!Number.isFinite(t) || t < 0) throw new Error(`clock: time source returned ${t}`);
+  return BigInt(Math.floor(t));
+}
+
 export function clockHostInterface(options: ClockHostOptions = {}): HostInterface {
   const now = options.now ?? Date.now;
   return {
     name: CLOCK_INTERFACE,
-    functions: {
-      nowMs: () => {
-        const t = now();
-        // u64 crosses as a bigint; a broken time source is a host bug and traps rather than lies.
-        if (!Number.isFinite(t) || t < 0) throw new Error(`clock: time source returned ${t}`);
-        return BigInt(Math.floor(t));
-      },
-    },
+    functions: { nowMs: () => nowMsFrom(now) },
+    // The real wall clock reads the same in every thread, so workers read it themselves (runtime/local.ts);
+    // an injected time source lives in the kernel thread and is asked there.
+    local: options.now ? undefined : { module: distModule(new URL(import.meta.url)) },
   };
+}
+
+/** Worker side (runtime/local.ts): the wall clock. */
+export function bindLocal(): Record<string, (...args: unknown[]) => unknown> {
+  return { nowMs: () => nowMsFrom(Date.now) };
 }
 
 /** A clock tests can set and advance. */

@@ -17,8 +17,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { HostInterface } from '../kernel/kernel.js';
-import { KvError, type KvOp, type KvStore } from '../kv/index.js';
-import { describeValue, guestError, utf8Length } from './errors.js';
+import type { EmbeddedReader } from '../kv/backend-embedded.js';
+import { KvError } from '../kv/errors.js';
+import type { KvOp, KvScanOptions, KvStore } from '../kv/types.js';
+import { distModule } from '../runtime/local.js';
+import { describeValue, type GuestFacingError, guestError, utf8Length } from './errors.js';
 
 export const KV_INTERFACE = 'cam:kernel/kv@0.1.0';
 
@@ -113,6 +116,75 @@ function checkOps(v: unknown): KvOp[] {
   return out;
 }
 
+/** A store failure as the guest sees it: no host details (paths, addresses), which go to the operator. */
+function storeFailure(operation: string, e: unknown): GuestFacingError {
+  if (e instanceof KvError) {
+    switch (e.code) {
+      case 'KV_ERR_INVALID_ARGUMENT':
+        // Everything a guest can get wrong is checked above; reaching this means the store is stricter than
+        // the WIT, which the guest still deserves to hear about as its own mistake.
+        return guestError('invalid-argument', `kv ${operation}: the store refused the request`);
+      case 'KV_ERR_CLOSED':
+        return guestError('unavailable', `kv ${operation}: storage is shutting down`);
+      case 'KV_ERR_UNAVAILABLE':
+        return guestError('unavailable', `kv ${operation}: storage backend unavailable, retry later`);
+      default:
+        return guestError('internal', `kv ${operation}: storage backend failed`);
+    }
+  }
+  return guestError('internal', `kv ${operation}: storage backend failed`);
+}
+
+/** The checked, component-scoped arguments of each read; shared by the kernel-thread and worker paths. */
+export const kvArgs = {
+  get(component: string, partition: unknown, key: unknown): [string, string] {
+    return [scopedPartition(component, checkPartition(partition)), checkKey(key)];
+  },
+  getMany(component: string, partition: unknown, keys: unknown): [string, string[]] {
+    const p = scopedPartition(component, checkPartition(partition));
+    if (!Array.isArray(keys)) {
+      throw guestError('invalid-argument', `keys must be a list, got ${describeValue(keys)}`);
+    }
+    if (keys.length > KV_GUEST_LIMITS.maxKeysPerGetMany) {
+      throw guestError(
+        'resource-exhausted',
+        `get-many takes at most ${KV_GUEST_LIMITS.maxKeysPerGetMany} keys, got ${keys.length}`,
+      );
+    }
+    return [p, keys.map((k, i) => checkKey(k, `keys[${i}]`))];
+  },
+  scan(
+    component: string,
+    partition: unknown,
+    prefix: unknown,
+    after: unknown,
+    limit: unknown,
+    reverse: unknown,
+  ): [string, KvScanOptions] {
+    const p = scopedPartition(component, checkPartition(partition));
+    utf8Length('prefix', prefix, 0, KV_GUEST_LIMITS.maxKeyBytes);
+    if (after !== undefined && after !== null) utf8Length('after', after, 0, KV_GUEST_LIMITS.maxKeyBytes);
+    if (
+      typeof limit !== 'number' ||
+      !Number.isInteger(limit) ||
+      limit < 1 ||
+      limit > KV_GUEST_LIMITS.maxScanLimit
+    ) {
+      throw guestError(
+        'invalid-argument',
+        `scan limit must be 1-${KV_GUEST_LIMITS.maxScanLimit}, got ${describeValue(limit)}`,
+      );
+    }
+    if (typeof reverse !== 'boolean') {
+      throw guestError('invalid-argument', `scan reverse must be a bool, got ${describeValue(reverse)}`);
+    }
+    return [
+      p,
+      { prefix: prefix as string, after: (after ?? undefined) as string | undefined, limit, reverse },
+    ];
+  },
+};
+
 export function kvHostInterface(store: KvStore, options: KvHostOptions = {}): HostInterface {
   /** Runs a store call and turns whatever it throws into a kernel-error without host details. */
   async function guarded<T>(component: string, operation: string, run: () => Promise<T>): Promise<T> {
@@ -120,21 +192,7 @@ export function kvHostInterface(store: KvStore, options: KvHostOptions = {}): Ho
       return await run();
     } catch (e) {
       options.onBackendError?.(component, operation, e);
-      if (e instanceof KvError) {
-        switch (e.code) {
-          case 'KV_ERR_INVALID_ARGUMENT':
-            // Everything a guest can get wrong is checked above; reaching this means the store is stricter
-            // than the WIT, which the guest still deserves to hear about as its own mistake.
-            throw guestError('invalid-argument', `kv ${operation}: the store refused the request`);
-          case 'KV_ERR_CLOSED':
-            throw guestError('unavailable', `kv ${operation}: storage is shutting down`);
-          case 'KV_ERR_UNAVAILABLE':
-            throw guestError('unavailable', `kv ${operation}: storage backend unavailable, retry later`);
-          default:
-            throw guestError('internal', `kv ${operation}: storage backend failed`);
-        }
-      }
-      throw guestError('internal', `kv ${operation}: storage backend failed`);
+      throw storeFailure(operation, e);
     }
   }
 
@@ -142,22 +200,11 @@ export function kvHostInterface(store: KvStore, options: KvHostOptions = {}): Ho
     name: KV_INTERFACE,
     functions: {
       get: (component, partition, key) => {
-        const p = scopedPartition(component, checkPartition(partition));
-        const k = checkKey(key);
+        const [p, k] = kvArgs.get(component, partition, key);
         return guarded(component, 'get', () => store.get(p, k));
       },
       getMany: (component, partition, keys) => {
-        const p = scopedPartition(component, checkPartition(partition));
-        if (!Array.isArray(keys)) {
-          throw guestError('invalid-argument', `keys must be a list, got ${describeValue(keys)}`);
-        }
-        if (keys.length > KV_GUEST_LIMITS.maxKeysPerGetMany) {
-          throw guestError(
-            'resource-exhausted',
-            `get-many takes at most ${KV_GUEST_LIMITS.maxKeysPerGetMany} keys, got ${keys.length}`,
-          );
-        }
-        const ks = keys.map((k, i) => checkKey(k, `keys[${i}]`));
+        const [p, ks] = kvArgs.getMany(component, partition, keys);
         return guarded(component, 'get-many', () => store.getMany(p, ks));
       },
       batch: async (component, partition, ops) => {
@@ -166,31 +213,49 @@ export function kvHostInterface(store: KvStore, options: KvHostOptions = {}): Ho
         await guarded(component, 'batch', () => store.batch(p, checked));
       },
       scan: (component, partition, prefix, after, limit, reverse) => {
-        const p = scopedPartition(component, checkPartition(partition));
-        utf8Length('prefix', prefix, 0, KV_GUEST_LIMITS.maxKeyBytes);
-        if (after !== undefined && after !== null) utf8Length('after', after, 0, KV_GUEST_LIMITS.maxKeyBytes);
-        if (
-          typeof limit !== 'number' ||
-          !Number.isInteger(limit) ||
-          limit < 1 ||
-          limit > KV_GUEST_LIMITS.maxScanLimit
-        ) {
-          throw guestError(
-            'invalid-argument',
-            `scan limit must be 1-${KV_GUEST_LIMITS.maxScanLimit}, got ${describeValue(limit)}`,
-          );
-        }
-        if (typeof reverse !== 'boolean') {
-          throw guestError('invalid-argument', `scan reverse must be a bool, got ${describeValue(reverse)}`);
-        }
-        const opts = {
-          prefix: prefix as string,
-          after: (after ?? undefined) as string | undefined,
-          limit,
-          reverse,
-        };
+        const [p, opts] = kvArgs.scan(component, partition, prefix, after, limit, reverse);
         return guarded(component, 'scan', () => store.scan(p, opts));
       },
+    },
+    // On the embedded store, reads are served in the component's own worker (kv-local.ts): no round trip to
+    // the kernel thread, which under gRPC load is busy and made each read wait 100-300 us. Writes stay here:
+    // lmdb-js batches them on its write thread, and a worker that is terminated mid-transaction (a runaway
+    // guest) would leave LMDB's write lock held.
+    local: store.path === undefined ? undefined : { module: KV_LOCAL_MODULE, data: { path: store.path } },
+  };
+}
+
+/** kv-local.js beside this module (in host/dist: the worker cannot load the TypeScript sources). */
+const KV_LOCAL_MODULE = distModule(new URL('./kv-local.js', import.meta.url));
+
+/**
+ * Worker-side reads: the same checks, scoping and error mapping as the kernel-thread functions, over a
+ * synchronous reader of the same store. A backend failure cannot reach `onBackendError` from here (another
+ * thread); the guest gets the same sanitized error.
+ */
+export function bindLocalKv(
+  reader: EmbeddedReader,
+  component: string,
+): Record<string, (...args: unknown[]) => unknown> {
+  const run = <T>(operation: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      throw storeFailure(operation, e);
+    }
+  };
+  return {
+    get: (partition, key) => {
+      const [p, k] = kvArgs.get(component, partition, key);
+      return run('get', () => reader.get(p, k));
+    },
+    getMany: (partition, keys) => {
+      const [p, ks] = kvArgs.getMany(component, partition, keys);
+      return run('get-many', () => reader.getMany(p, ks));
+    },
+    scan: (partition, prefix, after, limit, reverse) => {
+      const [p, opts] = kvArgs.scan(component, partition, prefix, after, limit, reverse);
+      return run('scan', () => reader.scan(p, opts));
     },
   };
 }

@@ -11,12 +11,14 @@ import { digestOf, TranspileCache, type TranspiledComponent } from '../component
 import { capMemories, coreImports, customSections, WasmFormatError } from '../component/wasm-binary.js';
 import { KernelError } from '../errors.js';
 import type { HostCallHandler } from '../runtime/instance.js';
+import type { LocalHostFunctions } from '../runtime/local.js';
 import {
   DEFAULT_RESTART,
   Supervisor,
   type SupervisorPolicy,
   type SupervisorStatus,
 } from '../runtime/supervisor.js';
+import type { ImportPlan } from '../runtime/worker.js';
 import { hasWasiProvider, isWasi } from '../sandbox/wasi.js';
 import { checkGrants, type ImportRef, jsName, splitVersion } from './grants.js';
 
@@ -71,6 +73,8 @@ export interface HostInterface {
   name: string;
   /** Implementations keyed by jco's JS function name; `caller` is the importing component's name. */
   functions: Record<string, (caller: string, ...args: unknown[]) => unknown>;
+  /** Functions the importing component's worker serves itself (runtime/local.ts). */
+  local?: LocalHostFunctions;
 }
 
 export interface ComponentInfo {
@@ -189,8 +193,16 @@ export class Kernel {
       restart: { ...DEFAULT_RESTART, ...spec.restart },
     };
     const lifecycle = t.exports.find((e) => splitVersion(e).base === LIFECYCLE);
-    const plan: Record<string, 'wasi' | 'kernel'> = {};
-    for (const i of imports) plan[i.key] = isWasi(i.key) ? 'wasi' : 'kernel';
+    const plan: Record<string, ImportPlan> = {};
+    for (const i of imports) {
+      const link = links.get(i.key);
+      const local = link?.startsWith('host:') ? this.host.get(link.slice(5))?.local : undefined;
+      plan[i.key] = isWasi(i.key)
+        ? 'wasi'
+        : local
+          ? { module: local.module, data: local.data, caller: spec.name }
+          : 'kernel';
+    }
     const supervisor = new Supervisor(
       spec.name,
       {

@@ -76,6 +76,11 @@ class EmbeddedKv implements KvStore {
   readonly #dir: string;
   #closing: Promise<void> | undefined;
 
+  /** The store directory: other threads of this process can read it through openEmbeddedReader. */
+  get path(): string {
+    return this.#dir;
+  }
+
   constructor(db: RootDatabase<Buffer, Buffer>, dir: string) {
     this.#db = db;
     this.#dir = dir;
@@ -84,23 +89,14 @@ class EmbeddedKv implements KvStore {
   async get(partition: string, key: string): Promise<Uint8Array | undefined> {
     const k = composite(checkPartition(partition), checkKey(key));
     this.#checkOpen();
-    const v = this.#db.get(k);
-    return v === undefined ? undefined : asUint8Array(v);
+    return readOne(this.#db, k);
   }
 
   async getMany(partition: string, keys: string[]): Promise<(Uint8Array | undefined)[]> {
     const p = checkPartition(partition);
     const ks = checkKeys(keys).map((k) => composite(p, k));
     this.#checkOpen();
-    const transaction = this.#db.useReadTransaction();
-    try {
-      return ks.map((k) => {
-        const v = this.#db.get(k, { transaction });
-        return v === undefined ? undefined : asUint8Array(v);
-      });
-    } finally {
-      transaction.done();
-    }
+    return readMany(this.#db, ks);
   }
 
   async batch(partition: string, ops: KvOp[]): Promise<void> {
@@ -131,34 +127,7 @@ class EmbeddedKv implements KvStore {
     const p = checkPartition(partition);
     const s = checkScan(opts);
     this.#checkOpen();
-    if (s.empty) return [];
-    const lo = s.lower ? composite(p, s.lower.bytes) : partitionStart(p);
-    // partitionStart is never a stored key (keys are non-empty), so treating it as exclusive is exact.
-    const loInclusive = s.lower ? s.lower.inclusive : false;
-    const hi = s.upper ? composite(p, s.upper) : partitionEnd(p);
-    const keyStart = p.length + 1;
-    const out: KvEntry[] = [];
-    const transaction = this.#db.useReadTransaction();
-    try {
-      // Bounds are checked here rather than through getRange's start/end, whose inclusivity differs between
-      // forward and reverse iteration.
-      const range = this.#db.getRange({ start: s.reverse ? hi : lo, reverse: s.reverse, transaction });
-      for (const { key, value } of range) {
-        if (s.reverse) {
-          if (key.equals(hi)) continue;
-          const c = Buffer.compare(key, lo);
-          if (c < 0 || (c === 0 && !loInclusive)) break;
-        } else {
-          if (Buffer.compare(key, hi) >= 0) break;
-          if (!loInclusive && key.equals(lo)) continue;
-        }
-        out.push({ key: key.toString('utf8', keyStart), value: asUint8Array(value) });
-        if (out.length === s.limit) break;
-      }
-    } finally {
-      transaction.done();
-    }
-    return out;
+    return readRange(this.#db, p, s);
   }
 
   close(): Promise<void> {
@@ -169,6 +138,101 @@ class EmbeddedKv implements KvStore {
   #checkOpen(): void {
     if (this.#closing) throw new KvError('KV_ERR_CLOSED', `embedded store at ${this.#dir} is closed`);
   }
+}
+
+/**
+ * Synchronous reads of an embedded store from another thread of this process: a component's worker serves
+ * its `cam:kernel/kv` reads through this instead of a round trip to the kernel thread (writes still go
+ * through the kernel, whose lmdb-js write thread batches and fsyncs them). lmdb-js shares one environment per
+ * path across the threads of a process, so both sides see the same data.
+ *
+ * Snapshot: lmdb-js renews its shared read transaction only on a new event turn, which a worker blocked in
+ * its call loop never reaches. Every read therefore starts from a fresh snapshot (`resetReadTxn`), so a
+ * guest reads what the kernel committed for it a moment ago.
+ */
+export interface EmbeddedReader {
+  get(partition: string, key: string): Uint8Array | undefined;
+  getMany(partition: string, keys: string[]): (Uint8Array | undefined)[];
+  scan(partition: string, opts: KvScanOptions): KvEntry[];
+}
+
+export function openEmbeddedReader(path: string): EmbeddedReader {
+  const db = open<Buffer, Buffer>({
+    path: resolvePath(path),
+    keyEncoding: 'binary',
+    encoding: 'binary',
+    overlappingSync: false,
+    noSync: false,
+  });
+  return {
+    get(partition, key) {
+      const k = composite(checkPartition(partition), checkKey(key));
+      db.resetReadTxn();
+      return readOne(db, k);
+    },
+    getMany(partition, keys) {
+      const p = checkPartition(partition);
+      const ks = checkKeys(keys).map((k) => composite(p, k));
+      db.resetReadTxn();
+      return readMany(db, ks);
+    },
+    scan(partition, opts) {
+      const p = checkPartition(partition);
+      const s = checkScan(opts);
+      db.resetReadTxn();
+      return readRange(db, p, s);
+    },
+  };
+}
+
+type Db = RootDatabase<Buffer, Buffer>;
+
+function readOne(db: Db, k: Buffer): Uint8Array | undefined {
+  const v = db.get(k);
+  return v === undefined ? undefined : asUint8Array(v);
+}
+
+function readMany(db: Db, ks: Buffer[]): (Uint8Array | undefined)[] {
+  const transaction = db.useReadTransaction();
+  try {
+    return ks.map((k) => {
+      const v = db.get(k, { transaction });
+      return v === undefined ? undefined : asUint8Array(v);
+    });
+  } finally {
+    transaction.done();
+  }
+}
+
+function readRange(db: Db, p: Buffer, s: ReturnType<typeof checkScan>): KvEntry[] {
+  if (s.empty) return [];
+  const lo = s.lower ? composite(p, s.lower.bytes) : partitionStart(p);
+  // partitionStart is never a stored key (keys are non-empty), so treating it as exclusive is exact.
+  const loInclusive = s.lower ? s.lower.inclusive : false;
+  const hi = s.upper ? composite(p, s.upper) : partitionEnd(p);
+  const keyStart = p.length + 1;
+  const out: KvEntry[] = [];
+  const transaction = db.useReadTransaction();
+  try {
+    // Bounds are checked here rather than through getRange's start/end, whose inclusivity differs between
+    // forward and reverse iteration.
+    const range = db.getRange({ start: s.reverse ? hi : lo, reverse: s.reverse, transaction });
+    for (const { key, value } of range) {
+      if (s.reverse) {
+        if (key.equals(hi)) continue;
+        const c = Buffer.compare(key, lo);
+        if (c < 0 || (c === 0 && !loInclusive)) break;
+      } else {
+        if (Buffer.compare(key, hi) >= 0) break;
+        if (!loInclusive && key.equals(lo)) continue;
+      }
+      out.push({ key: key.toString('utf8', keyStart), value: asUint8Array(value) });
+      if (out.length === s.limit) break;
+    }
+  } finally {
+    transaction.done();
+  }
+  return out;
 }
 
 function composite(partition: Buffer, key: Buffer): Buffer {

@@ -32,6 +32,8 @@ export interface KvEntry {
 
 export interface KvStore {
   readonly kind: KvBackendKind;
+  /** Embedded backend only: the store directory, which other threads of this process may read directly. */
+  readonly path?: string;
   get(partition: string, key: string): Promise<Uint8Array | undefined>;
   /** One result per key, in the order of `keys`; read from one consistent snapshot of the partition. */
   getMany(partition: string, keys: string[]): Promise<(Uint8Array | undefined)[]>;

@@ -18,7 +18,7 @@ import {
   type MsgKind,
   PayloadTooLarge,
 } from './channel.js';
-import type { WorkerInit } from './worker.js';
+import type { ImportPlan, WorkerInit } from './worker.js';
 
 /** Serves a guest's call to an import the kernel links (a host interface or another component). */
 export type HostCallHandler = (iface: string, fn: string, args: unknown[]) => unknown | Promise<unknown>;
@@ -27,7 +27,7 @@ export interface InstanceOptions {
   name: string;
   jsPath: string;
   modules: Record<string, WebAssembly.Module>;
-  plan: Record<string, 'wasi' | 'kernel'>;
+  plan: Record<string, ImportPlan>;
   wasi: WasiContext;
   hostCall: HostCallHandler;
   /** Kernel-side spin budget before sleeping on a wake-up message (microseconds). */

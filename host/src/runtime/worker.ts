@@ -11,17 +11,24 @@ import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildWasi, GuestExit, type WasiContext } from '../sandbox/wasi.js';
 import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg } from './channel.js';
+import type { BindLocal } from './local.js';
 
 export interface WorkerInit {
   sab: SharedArrayBuffer;
   jsPath: string;
   modules: Record<string, WebAssembly.Module>;
   /** Unversioned import interface -> who serves it. */
-  plan: Record<string, 'wasi' | 'kernel'>;
+  plan: Record<string, ImportPlan>;
   wasi: WasiContext;
   /** How long the worker spins for the next request before sleeping in Atomics.wait (microseconds). */
   idleSpinUs: number;
 }
+
+/**
+ * Who serves an import: the sandbox's WASI, the kernel thread (a host call over the channel), or functions
+ * this worker loads itself (runtime/local.ts) with the kernel serving whatever they leave out.
+ */
+export type ImportPlan = 'wasi' | 'kernel' | { module: string; data: unknown; caller: string };
 
 type ExportMap = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 
@@ -97,6 +104,26 @@ function forwarder(iface: string): Record<string, unknown> {
   );
 }
 
+/** Worker-local functions of a host interface, with the kernel serving the rest (runtime/local.ts). */
+async function localImports(
+  iface: string,
+  plan: { module: string; data: unknown; caller: string },
+): Promise<Record<string, unknown>> {
+  const mod = (await import(plan.module)) as { bindLocal?: BindLocal };
+  if (typeof mod.bindLocal !== 'function') throw new Error(`${plan.module} does not export bindLocal`);
+  const local = await mod.bindLocal(plan.data, plan.caller);
+  const remote = forwarder(iface);
+  // No `then`: an async function's result that answers `then` (as the forwarder would) gets awaited.
+  return new Proxy(local, {
+    get: (t, prop) =>
+      typeof prop === 'string' && Object.hasOwn(t, prop)
+        ? t[prop]
+        : prop === 'then'
+          ? undefined
+          : Reflect.get(remote, prop),
+  });
+}
+
 async function instantiate(): Promise<number> {
   const mod = (await import(pathToFileURL(init.jsPath).href)) as {
     instantiate: (
@@ -107,7 +134,9 @@ async function instantiate(): Promise<number> {
   };
   const imports: Record<string, unknown> = {};
   for (const [iface, who] of Object.entries(init.plan)) {
-    imports[iface] = who === 'wasi' ? buildWasi(iface, init.wasi) : forwarder(iface);
+    if (who === 'wasi') imports[iface] = buildWasi(iface, init.wasi);
+    else if (who === 'kernel') imports[iface] = forwarder(iface);
+    else imports[iface] = await localImports(iface, who);
   }
   const t0 = performance.now();
   const getCore = (name: string) => {
