@@ -9,8 +9,11 @@
  * calls finish inside it), then sleeps until the worker posts a one-byte wake-up message.
  *
  * The protocol is strictly alternating, one message in flight:
- *   main  -> CALL | REINIT | HOST_OK | HOST_ERR, then bumps REQ_SEQ
- *   worker-> OK | ERR | TRAP | EXIT | HOSTCALL | READY, then bumps RESP_SEQ (and wakes main if it sleeps)
+ *   main  -> CALL | CALLS | REINIT | HOST_OK | HOST_ERR, then bumps REQ_SEQ
+ *   worker-> OK | ERR | TRAP | EXIT | RESULTS | HOSTCALL | READY, then bumps RESP_SEQ (and wakes main if it
+ *            sleeps)
+ * A CALLS batch carries the calls that queued up for a busy component: one round trip (and, under load,
+ * one wake-up of each thread) for all of them instead of one per call.
  * Values are encoded with v8.serialize (structured clone): it carries every JS shape jco produces for
  * WIT values (bigint for 64-bit ints, Uint8Array for list<u8>, nested objects for records/variants).
  */
@@ -19,6 +22,12 @@ import { deserialize, serialize } from 'node:v8';
 export const CTL_REQ_SEQ = 0;
 export const CTL_RESP_SEQ = 1;
 export const CTL_MAIN_SLEEPING = 2;
+/**
+ * Outcomes of a batch (Msg.CALLS) published so far: the worker appends each call's outcome to the results
+ * buffer before it starts the next call, then bumps this count. It is therefore also the index of the call
+ * running now, and what the kernel can still deliver if it has to stop the worker mid-batch.
+ */
+export const CTL_BATCH_DONE = 3;
 const HEADER_BYTES = 64;
 const MSG_KIND = HEADER_BYTES / 4;
 const MSG_LEN = MSG_KIND + 1;
@@ -39,6 +48,16 @@ export const Msg = {
   /** Discard the instance and instantiate afresh (after a trap or exit). */
   REINIT: 9,
   READY: 10,
+  /** Several calls for one round trip; the worker runs them in order (see serveBatch in worker.ts). */
+  CALLS: 11,
+  /**
+   * A CALLS batch is over. The outcomes so far are in the results buffer (CTL_BATCH_DONE of them); the value
+   * carries what did not go there: `{ fault?: outcome, overflow?: outcome }` — a trap or exit that ended the
+   * batch, or an outcome too large for the space left. Calls after either did not run.
+   */
+  RESULTS: 12,
+  /** In RESULTS: the call's deadline had passed when its turn came, so it did not run. */
+  LATE: 13,
 } as const;
 export type MsgKind = (typeof Msg)[keyof typeof Msg];
 
@@ -52,14 +71,21 @@ export class PayloadTooLarge extends Error {
 export class Channel {
   readonly ctl: Int32Array;
   private readonly bytes: Uint8Array;
+  private readonly results: Uint8Array;
+  private resultsEnd = 0;
 
-  constructor(readonly sab: SharedArrayBuffer) {
+  constructor(
+    readonly sab: SharedArrayBuffer,
+    /** Where a batch's outcomes accumulate, one length-prefixed record per call (see CTL_BATCH_DONE). */
+    readonly resultsSab: SharedArrayBuffer,
+  ) {
     this.ctl = new Int32Array(sab, 0, HEADER_BYTES / 4 + 2);
     this.bytes = new Uint8Array(sab);
+    this.results = new Uint8Array(resultsSab);
   }
 
   static create(size = DEFAULT_CHANNEL_BYTES): Channel {
-    return new Channel(new SharedArrayBuffer(size));
+    return new Channel(new SharedArrayBuffer(size), new SharedArrayBuffer(size - PAYLOAD_OFFSET));
   }
 
   get capacity(): number {
@@ -86,6 +112,41 @@ export class Channel {
     const copy = Buffer.allocUnsafe(len);
     copy.set(this.bytes.subarray(PAYLOAD_OFFSET, PAYLOAD_OFFSET + len));
     return { kind, value: deserialize(copy) };
+  }
+
+  /** Worker: start a batch's outcomes. */
+  resetResults(): void {
+    this.resultsEnd = 0;
+    Atomics.store(this.ctl, CTL_BATCH_DONE, 0);
+  }
+
+  /**
+   * Worker: append one outcome and publish it. False when it does not fit behind the earlier ones (the
+   * batch then ends and this outcome travels in the final message instead).
+   */
+  appendResult(outcome: { kind: MsgKind; value: unknown }): boolean {
+    const data = serialize(outcome);
+    if (this.resultsEnd + 4 + data.length > this.results.length) return false;
+    new DataView(this.resultsSab).setUint32(this.resultsEnd, data.length, true);
+    this.results.set(data, this.resultsEnd + 4);
+    this.resultsEnd += 4 + data.length;
+    Atomics.add(this.ctl, CTL_BATCH_DONE, 1);
+    return true;
+  }
+
+  /** Kernel: the first `count` published outcomes of the current batch. */
+  readResults(count: number): Array<{ kind: MsgKind; value: unknown }> {
+    const view = new DataView(this.resultsSab);
+    const out: Array<{ kind: MsgKind; value: unknown }> = [];
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const len = view.getUint32(at, true);
+      const copy = Buffer.allocUnsafe(len);
+      copy.set(this.results.subarray(at + 4, at + 4 + len));
+      out.push(deserialize(copy) as { kind: MsgKind; value: unknown });
+      at += 4 + len;
+    }
+    return out;
   }
 
   /** Publish a message to the other side by bumping a sequence counter. */

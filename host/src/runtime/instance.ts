@@ -11,6 +11,7 @@ import { fromGuestError, KernelError } from '../errors.js';
 import type { WasiContext } from '../sandbox/wasi.js';
 import {
   Channel,
+  CTL_BATCH_DONE,
   CTL_MAIN_SLEEPING,
   CTL_REQ_SEQ,
   CTL_RESP_SEQ,
@@ -38,6 +39,21 @@ export interface InstanceOptions {
   /** Deadline for instantiation (ms). */
   startTimeoutMs?: number;
 }
+
+/** How often the kernel looks at which call of a batch is running, to hold it to its deadline (ms). */
+const BATCH_DEADLINE_POLL_MS = 5;
+
+/** One call of a batch (Instance.callMany). */
+export interface BatchCall {
+  iface: string;
+  fn: string;
+  args: unknown[];
+  deadlineAt: number;
+}
+
+type SettledCall = { ok: true; value: unknown } | { ok: false; error: unknown };
+/** `notRun`: the batch ended (trap, exit) before this call's turn; it has no effect and may be retried. */
+export type BatchOutcome = SettledCall | { ok: false; notRun: true };
 
 export type InstanceState = 'starting' | 'ready' | 'busy' | 'poisoned' | 'dead';
 
@@ -73,6 +89,7 @@ export class Instance {
     this.spin = new AdaptiveSpin(opts.spinUs ?? 100);
     const init: WorkerInit = {
       sab: this.ch.sab,
+      resultsSab: this.ch.resultsSab,
       jsPath: opts.jsPath,
       modules: opts.modules,
       plan: opts.plan,
@@ -151,42 +168,141 @@ export class Instance {
     }
     for (;;) {
       const msg = await this.receive(deadlineAt, `${iface}#${fn}`);
-      switch (msg.kind) {
-        case Msg.OK:
-          this.state = 'ready';
-          return msg.value;
-        case Msg.ERR:
-          this.state = 'ready';
-          throw fromGuestError(this.opts.name, (msg.value as { payload: unknown }).payload);
-        case Msg.HOSTCALL:
-          await this.serveHostCall(msg.value as { iface: string; fn: string; args: unknown[] });
-          break;
-        case Msg.EXIT:
-        case Msg.TRAP: {
-          const v = msg.value as { message: string; missing?: boolean };
-          if (v.missing) {
-            this.state = 'ready';
-            throw new KernelError(
+      if (msg.kind === Msg.HOSTCALL) {
+        await this.serveHostCall(msg.value as { iface: string; fn: string; args: unknown[] });
+        continue;
+      }
+      const o = this.settle(msg.kind, msg.value, iface, fn);
+      if (o.ok) return o.value;
+      throw o.error;
+    }
+  }
+
+  /**
+   * Run several calls in one round trip (Msg.CALLS), in order, each held to its own deadline. One outcome
+   * per call. A trap or exit ends the batch: later calls come back `notRun` (the supervisor queues them
+   * again). If the worker has to be stopped (a call past its deadline), the calls before it still get their
+   * outcomes (published in the results buffer as they finished) and the calls after it come back `notRun`.
+   */
+  async callMany(calls: BatchCall[]): Promise<BatchOutcome[]> {
+    if (this.state !== 'ready') throw new Error(`call on instance in state ${this.state}`);
+    const ctl = this.ch.ctl;
+    this.state = 'busy';
+    Atomics.store(ctl, CTL_BATCH_DONE, 0);
+    try {
+      this.send(
+        Msg.CALLS,
+        calls.map(({ iface, fn, args, deadlineAt }) => ({ iface, fn, args, deadlineAt })),
+      );
+    } catch (e) {
+      this.state = 'ready';
+      throw e;
+    }
+    const current = () => calls[Math.min(Atomics.load(ctl, CTL_BATCH_DONE), calls.length - 1)]!;
+    for (;;) {
+      let msg: { kind: MsgKind; value: unknown };
+      try {
+        msg = await this.receive(
+          () => current().deadlineAt,
+          () => `${current().iface}#${current().fn}`,
+        );
+      } catch (e) {
+        // The worker is gone; what it published before the running call is intact in shared memory.
+        const done = Math.min(Atomics.load(ctl, CTL_BATCH_DONE), calls.length);
+        const out: BatchOutcome[] = this.ch.readResults(done).map((r, i) => this.settleInBatch(r, calls[i]!));
+        if (out.length < calls.length) out.push({ ok: false, error: e });
+        while (out.length < calls.length) out.push({ ok: false, notRun: true });
+        return out;
+      }
+      if (msg.kind === Msg.HOSTCALL) {
+        await this.serveHostCall(msg.value as { iface: string; fn: string; args: unknown[] });
+        continue;
+      }
+      if (msg.kind !== Msg.RESULTS) {
+        this.die({ kind: 'crash', message: `protocol error: unexpected message kind ${msg.kind}` });
+        const err = new KernelError(
+          'KERNEL_ERR_INTERNAL',
+          `component '${this.opts.name}' broke the call protocol`,
+        );
+        return calls.map(() => ({ ok: false, error: err }));
+      }
+      this.state = 'ready';
+      const { fault, overflow } = msg.value as {
+        fault?: { kind: MsgKind; value: unknown };
+        overflow?: { kind: MsgKind; value: unknown };
+      };
+      const out: BatchOutcome[] = this.ch
+        .readResults(Atomics.load(ctl, CTL_BATCH_DONE))
+        .map((r, i) => this.settleInBatch(r, calls[i]!));
+      const last = fault ?? overflow;
+      // settle() last: a fault leaves this instance poisoned.
+      if (last) out.push(this.settleInBatch(last, calls[out.length]!));
+      while (out.length < calls.length) out.push({ ok: false, notRun: true });
+      return out;
+    }
+  }
+
+  private settleInBatch(r: { kind: MsgKind; value: unknown }, c: BatchCall): BatchOutcome {
+    if (r.kind === Msg.LATE) {
+      return {
+        ok: false,
+        error: new KernelError(
+          'KERNEL_ERR_CALL_DEADLINE',
+          `component '${this.opts.name}': ${c.iface}#${c.fn} waited past its deadline`,
+        ),
+      };
+    }
+    return this.settle(r.kind, r.value, c.iface, c.fn);
+  }
+
+  /** What a final message means for the caller and for this instance (ready again or poisoned). */
+  private settle(kind: MsgKind, value: unknown, iface: string, fn: string): SettledCall {
+    switch (kind) {
+      case Msg.OK:
+        this.become('ready');
+        return { ok: true, value };
+      case Msg.ERR:
+        this.become('ready');
+        return { ok: false, error: fromGuestError(this.opts.name, (value as { payload: unknown }).payload) };
+      case Msg.EXIT:
+      case Msg.TRAP: {
+        const v = value as { message: string; missing?: boolean };
+        if (v.missing) {
+          this.become('ready');
+          return {
+            ok: false,
+            error: new KernelError(
               'KERNEL_ERR_EXPORT_MISSING',
               `component '${this.opts.name}' has no ${v.message.replace(/^export /, '').replace(/ not found$/, '')}`,
-            );
-          }
-          this.state = 'poisoned';
-          const exit = msg.kind === Msg.EXIT;
-          this.fault = { kind: exit ? 'exit' : 'trap', message: v.message };
-          throw new KernelError(
+            ),
+          };
+        }
+        this.become('poisoned');
+        const exit = kind === Msg.EXIT;
+        if (this.state === 'poisoned') this.fault = { kind: exit ? 'exit' : 'trap', message: v.message };
+        return {
+          ok: false,
+          error: new KernelError(
             exit ? 'KERNEL_ERR_COMPONENT_EXIT' : 'KERNEL_ERR_COMPONENT_TRAP',
             `component '${this.opts.name}' ${exit ? 'exited' : 'trapped'} in ${iface}#${fn}: ${v.message}`,
-          );
-        }
-        default:
-          this.die({ kind: 'crash', message: `protocol error: unexpected message kind ${msg.kind}` });
-          throw new KernelError(
+          ),
+        };
+      }
+      default:
+        this.die({ kind: 'crash', message: `protocol error: unexpected message kind ${kind}` });
+        return {
+          ok: false,
+          error: new KernelError(
             'KERNEL_ERR_INTERNAL',
             `component '${this.opts.name}' broke the call protocol`,
-          );
-      }
+          ),
+        };
     }
+  }
+
+  /** A call's outcome moves a live instance to ready or poisoned; a dead one stays dead. */
+  private become(state: 'ready' | 'poisoned'): void {
+    if (this.state !== 'dead') this.state = state;
   }
 
   private async serveHostCall(req: { iface: string; fn: string; args: unknown[] }): Promise<void> {
@@ -227,7 +343,14 @@ export class Instance {
   }
 
   /** Wait for the worker's next message: spin within budget, then sleep until woken or the deadline. */
-  private receive(deadlineAt: number, what: string): Promise<{ kind: MsgKind; value: unknown }> {
+  /**
+   * `deadline` and `what` may be functions: a batch holds the kernel to the deadline of the call running
+   * now, which moves as the worker works through the batch.
+   */
+  private receive(
+    deadline: number | (() => number),
+    what: string | (() => string),
+  ): Promise<{ kind: MsgKind; value: unknown }> {
     const target = this.respSeen + 1;
     const ctl = this.ch.ctl;
     const budget = this.spin.budget();
@@ -248,7 +371,7 @@ export class Instance {
       const check = () => {
         if (this.state === 'dead') {
           finish();
-          reject(this.deadError(what));
+          reject(this.deadError(typeof what === 'string' ? what : what()));
           return true;
         }
         if (Atomics.load(ctl, CTL_RESP_SEQ) >= target) {
@@ -267,22 +390,33 @@ export class Instance {
       this.wake = check;
       Atomics.store(ctl, CTL_MAIN_SLEEPING, 1);
       if (check()) return; // the worker answered between the spin and the flag
-      const remaining = deadlineAt - Date.now();
-      timer = setTimeout(
-        () => {
-          if (check()) return;
-          finish();
-          const fault: InstanceFault = { kind: 'deadline', message: `${what} passed its deadline` };
-          this.die(fault);
-          reject(
-            new KernelError(
-              'KERNEL_ERR_CALL_DEADLINE',
-              `component '${this.opts.name}': ${fault.message}; instance stopped`,
-            ),
-          );
-        },
-        Math.max(0, remaining),
-      );
+      const deadlineAt = () => (typeof deadline === 'number' ? deadline : deadline());
+      const expire = () => {
+        if (check()) return;
+        const at = deadlineAt();
+        if (Date.now() < at) {
+          timer = setTimeout(expire, nextCheck(at));
+          return;
+        }
+        finish();
+        const label = typeof what === 'string' ? what : what();
+        const fault: InstanceFault = { kind: 'deadline', message: `${label} passed its deadline` };
+        this.die(fault);
+        reject(
+          new KernelError(
+            'KERNEL_ERR_CALL_DEADLINE',
+            `component '${this.opts.name}': ${fault.message}; instance stopped`,
+          ),
+        );
+      };
+      // A batch's running call changes without telling this thread: look again every few ms, so a runaway
+      // in a batch is stopped about as promptly as one called alone.
+      const nextCheck = (at: number) =>
+        Math.max(
+          0,
+          Math.min(at - Date.now(), typeof deadline === 'number' ? Infinity : BATCH_DEADLINE_POLL_MS),
+        );
+      timer = setTimeout(expire, nextCheck(deadlineAt()));
     });
   }
 

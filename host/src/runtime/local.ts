@@ -26,5 +26,6 @@ export type BindLocal = (
  * but a worker can only import compiled JavaScript.
  */
 export function distModule(url: URL): string {
-  return url.href.includes('/host/src/') ? url.href.replace('/host/src/', '/host/dist/') : url.href;
+  if (!url.href.includes('/host/src/')) return url.href;
+  return url.href.replace('/host/src/', '/host/dist/').replace(/\.ts$/, '.js');
 }

@@ -10,11 +10,12 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildWasi, GuestExit, type WasiContext } from '../sandbox/wasi.js';
-import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg } from './channel.js';
+import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg, type MsgKind } from './channel.js';
 import type { BindLocal } from './local.js';
 
 export interface WorkerInit {
   sab: SharedArrayBuffer;
+  resultsSab: SharedArrayBuffer;
   jsPath: string;
   modules: Record<string, WebAssembly.Module>;
   /** Unversioned import interface -> who serves it. */
@@ -33,7 +34,7 @@ export type ImportPlan = 'wasi' | 'kernel' | { module: string; data: unknown; ca
 type ExportMap = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 
 const init = workerData as WorkerInit;
-const ch = new Channel(init.sab);
+const ch = new Channel(init.sab, init.resultsSab);
 let reqSeen = ch.load(CTL_REQ_SEQ);
 let exportsMap: ExportMap | undefined;
 
@@ -154,31 +155,60 @@ function describe(e: unknown): string {
   return String(e).slice(0, 500);
 }
 
-function serve(iface: string, fn: string, args: unknown[]): void {
-  const target = exportsMap?.[iface]?.[fn];
+/** What one export call came to, as the message the kernel gets for it. */
+interface Outcome {
+  kind: MsgKind;
+  value: unknown;
+}
+
+function invoke(iface: string, fn: string, args: unknown[]): Outcome {
+  if (!exportsMap) return { kind: Msg.TRAP, value: { message: 'instance is poisoned; awaiting REINIT' } };
+  const target = exportsMap[iface]?.[fn];
   if (typeof target !== 'function') {
-    ch.write(Msg.TRAP, { message: `export ${iface}#${fn} not found`, missing: true });
-    return;
+    return { kind: Msg.TRAP, value: { message: `export ${iface}#${fn} not found`, missing: true } };
   }
   try {
-    const value = target(...args);
-    ch.write(Msg.OK, value);
+    return { kind: Msg.OK, value: target(...args) };
   } catch (e) {
     if (e instanceof GuestExit) {
       exportsMap = undefined;
-      ch.write(Msg.EXIT, { code: e.code, message: e.message });
-    } else if (!(e instanceof Error)) {
+      return { kind: Msg.EXIT, value: { code: e.code, message: e.message } };
+    }
+    if (!(e instanceof Error)) {
       // jco 1.35 throws a `result` export's err payload as is (a string, record or variant — never an
       // Error instance); traps and binding checks throw Errors.
-      ch.write(Msg.ERR, { payload: e });
-    } else if (Object.hasOwn(e, 'payload')) {
+      return { kind: Msg.ERR, value: { payload: e } };
+    }
+    if (Object.hasOwn(e, 'payload')) {
       // Older jco wraps the payload in a ComponentError.
-      ch.write(Msg.ERR, { payload: (e as unknown as { payload: unknown }).payload });
-    } else {
-      exportsMap = undefined;
-      ch.write(Msg.TRAP, { message: describe(e) });
+      return { kind: Msg.ERR, value: { payload: (e as unknown as { payload: unknown }).payload } };
+    }
+    exportsMap = undefined;
+    return { kind: Msg.TRAP, value: { message: describe(e) } };
+  }
+}
+
+/**
+ * A batch (Msg.CALLS): the calls run in order, as they would one by one. Each outcome is appended to the
+ * results buffer before the next call starts (so the kernel can deliver it even if it must stop this worker
+ * during a later call). A call whose deadline passed before its turn is not run. A trap or exit ends the
+ * batch: the calls after it have not run, and the kernel queues them again for the restarted instance.
+ */
+function serveBatch(calls: Array<{ iface: string; fn: string; args: unknown[]; deadlineAt: number }>): void {
+  ch.resetResults();
+  for (const c of calls) {
+    const o: Outcome =
+      Date.now() >= c.deadlineAt ? { kind: Msg.LATE, value: undefined } : invoke(c.iface, c.fn, c.args);
+    if ((o.kind === Msg.TRAP && !(o.value as { missing?: boolean }).missing) || o.kind === Msg.EXIT) {
+      ch.write(Msg.RESULTS, { fault: o });
+      return;
+    }
+    if (!ch.appendResult(o)) {
+      ch.write(Msg.RESULTS, { overflow: o });
+      return;
     }
   }
+  ch.write(Msg.RESULTS, {});
 }
 
 async function main(): Promise<void> {
@@ -194,8 +224,10 @@ async function main(): Promise<void> {
     const { kind, value } = ch.read();
     if (kind === Msg.CALL) {
       const { iface, fn, args } = value as { iface: string; fn: string; args: unknown[] };
-      if (!exportsMap) ch.write(Msg.TRAP, { message: 'instance is poisoned; awaiting REINIT' });
-      else serve(iface, fn, args);
+      const o = invoke(iface, fn, args);
+      ch.write(o.kind, o.value);
+    } else if (kind === Msg.CALLS) {
+      serveBatch(value as Parameters<typeof serveBatch>[0]);
     } else if (kind === Msg.REINIT) {
       try {
         const ms = await instantiate();
