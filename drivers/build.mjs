@@ -16,7 +16,7 @@ import { importPublicKey } from '../host/dist/trust/keys.js';
 import { buildComponent } from '../sdk/dist/build/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ALL = ['scheduler', 'arbitration', 'memory'];
+const ALL = ['scheduler', 'arbitration', 'memory', 'federation'];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -26,7 +26,7 @@ const root = resolve(here, '..');
 const keyDir = join(root, '.cam-os');
 const secretPath = resolve(process.env.CAM_OS_SYSTEM_KEY ?? join(keyDir, 'system-publisher.key.json'));
 const publicPath = join(keyDir, 'system-publisher.pub.json');
-const DRIVERS = ['scheduler', 'arbitration', 'memory'];
+const DRIVERS = ['scheduler', 'arbitration', 'memory', 'federation'];
 
 async function ensureKey() {
   if (!existsSync(secretPath)) {

@@ -169,6 +169,19 @@ export const ERROR_CATALOGUE = {
     summary: 'The key-value backend (e.g. Redis) cannot be reached.',
   },
   KERNEL_ERR_KV_BACKEND: { status: 'INTERNAL', summary: 'The key-value backend failed.' },
+  KERNEL_ERR_POLICY_DENIED: {
+    status: 'PERMISSION_DENIED',
+    summary: 'The authorization policy denies this call; the denial is recorded in the audit log.',
+  },
+  KERNEL_ERR_POLICY_INVALID: {
+    status: 'INVALID_ARGUMENT',
+    summary: 'A policy bundle, module or data document is malformed; nothing was changed.',
+  },
+  KERNEL_ERR_POLICY_NOT_FOUND: { status: 'NOT_FOUND', summary: 'No policy (or policy version) of that id.' },
+  KERNEL_ERR_AUDIT_NOT_FOUND: {
+    status: 'NOT_FOUND',
+    summary: 'No audit entry matches the trace or action id.',
+  },
   KERNEL_ERR_SHUTTING_DOWN: { status: 'UNAVAILABLE', summary: 'The kernel is shutting down.' },
   KERNEL_ERR_INTERNAL: { status: 'INTERNAL', summary: 'An internal kernel error.' },
 } as const satisfies Record<string, CatalogueEntry>;

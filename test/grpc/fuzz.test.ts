@@ -154,7 +154,10 @@ function mutate(r: Rng, b: Buffer): Buffer {
   const c = Buffer.from(b);
   switch (r.int(4)) {
     case 0:
-      for (let i = 0; i < 1 + r.int(4); i++) c[r.int(c.length)] ^= 1 << r.int(8);
+      for (let i = 0; i < 1 + r.int(4); i++) {
+        const at = r.int(c.length);
+        c[at] = c[at]! ^ (1 << r.int(8));
+      }
       return c;
     case 1:
       return c.subarray(0, r.int(c.length));
@@ -181,7 +184,8 @@ beforeAll(async () => {
   client = new grpc.Client(k.address, grpc.credentials.createInsecure(), {
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
-  root = protobuf.loadSync(`${PROTO_ROOT}/cam_syscall.proto`).resolveAll();
+  root = protobuf.loadSync(`${PROTO_ROOT}/cam_syscall.proto`);
+  root.resolveAll();
 });
 
 afterAll(async () => {

@@ -196,7 +196,7 @@ describe('grpc.health.v1 and reflection', () => {
     const c = new pkg.grpc.health.v1.Health(k.address, grpc.credentials.createInsecure());
     const check = (service: string) =>
       new Promise<{ status: string } | grpc.ServiceError>((resolve) =>
-        (c as unknown as Record<string, Function>).Check(
+        (c as unknown as Record<string, (...a: unknown[]) => void>).Check!(
           { service },
           (e: grpc.ServiceError | null, r: { status: string }) => resolve(e ?? r),
         ),

@@ -1,9 +1,15 @@
 /**
  * The kernel's decision record for access control: who was refused or throttled, when, and why.
+ * Every decision is written to the kernel's audit log (host/src/audit: hash-chained, signed checkpoints) —
+ * the one record of decisions; this class is the auth layer's view of it, with per-subject queries.
  * Bounded (a ring of the latest `capacity` records). Repeats of the same decision for the same subject
- * and reason within one second fold into one record with a count, so an agent hammering the kernel
- * cannot flush everyone else's records out of the ring.
+ * and reason within one second fold into one record with a count (and one audit entry), so an agent
+ * hammering the kernel cannot flush everyone else's records out of the ring or flood the audit log.
  */
+
+import { HashChainAuditLog } from '../audit/log.js';
+import type { AuditLog } from '../audit/types.js';
+
 export type DecisionKind = 'rate-limited' | 'unauthenticated' | 'permission-denied';
 
 export interface Decision {
@@ -19,6 +25,8 @@ export interface Decision {
   at: string;
   lastAt: string;
   count: number;
+  /** The audit entry recording the first occurrence. */
+  auditSeq?: number;
 }
 
 export interface DecisionQuery {
@@ -39,7 +47,33 @@ export class DecisionLog {
   /** Observers (the audit log may subscribe). */
   readonly observers: Array<(d: Decision) => void> = [];
 
-  constructor(readonly capacity = 10_000) {}
+  /** Where decisions are recorded: the kernel's audit log once attached, an in-memory one before. */
+  private audit: AuditLog;
+
+  constructor(
+    readonly capacity = 10_000,
+    audit?: AuditLog,
+  ) {
+    this.audit = audit ?? new HashChainAuditLog({ capacity });
+  }
+
+  /** Record into the kernel's audit log from now on (records made before are copied across, in order). */
+  attach(audit: AuditLog): void {
+    if (audit === this.audit) return;
+    const earlier = this.audit.recent(this.capacity).reverse();
+    for (const e of earlier) {
+      audit.append({
+        kind: e.kind,
+        actor: e.actor,
+        action: e.action,
+        outcome: e.outcome,
+        cause: e.cause,
+        ts: e.ts,
+        ...(e.inputs ? { inputs: e.inputs } : {}),
+      });
+    }
+    this.audit = audit;
+  }
 
   record(e: Omit<Decision, 'id' | 'at' | 'lastAt' | 'count'>, now = Date.now()): Decision {
     const key = `${e.kind}\0${e.subject}\0${e.action}\0${e.reason}`;
@@ -50,7 +84,23 @@ export class DecisionLog {
       return hit.d;
     }
     const iso = new Date(now).toISOString();
-    const d: Decision = { id: `dec-${++this.seq}`, ...e, at: iso, lastAt: iso, count: 1 };
+    const entry = this.audit.append({
+      kind: e.kind === 'rate-limited' ? 'throttle' : 'auth-deny',
+      actor: e.subject,
+      action: e.action,
+      outcome: e.kind,
+      cause: e.reason,
+      ts: now,
+      inputs: { peer: e.peer },
+    });
+    const d: Decision = {
+      id: `dec-${++this.seq}`,
+      ...e,
+      at: iso,
+      lastAt: iso,
+      count: 1,
+      auditSeq: entry.seq,
+    };
     this.ring.push(d);
     if (this.ring.length > this.capacity) this.ring.shift();
     this.recent.set(key, { d, at: now });

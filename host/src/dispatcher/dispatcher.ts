@@ -53,6 +53,11 @@ export class Dispatcher {
     string,
     { calls: number; errors: Record<string, number>; hist: LatencyHistogram }
   >();
+  /**
+   * Authorization hooks, run after `validate` and before `handle` (the policy engine installs one). They are
+   * synchronous so a cached decision costs no promise; a refusal throws a KernelError.
+   */
+  readonly authorizers: Array<(name: string, group: SyscallGroup, ctx: CallContext) => void> = [];
   /** Observers of every completed call (metrics exporters, the audit log). */
   readonly observers: Array<
     (e: { name: string; ctx: CallContext; durationUs: number; error?: KernelError }) => void
@@ -89,6 +94,7 @@ export class Dispatcher {
         );
       }
       const req = def.validate(request);
+      for (const a of this.authorizers) a(name, def.group, ctx);
       const result = await withDeadline(def.handle(req, ctx), ctx.deadlineAt, name);
       const us = Number(process.hrtime.bigint() - start) / 1000;
       stat.hist.record(us);

@@ -57,6 +57,8 @@ export class Gateway {
     this.auth = opts.auth ?? authConfigFrom(ctx.config.dataDir);
     // Status and HealthCheck report the mode the gateway actually enforces.
     ctx.authMode = this.auth.mode;
+    // Access-control decisions (throttling, auth refusals) go to the kernel's audit log.
+    this.decisions.attach(ctx.audit);
     this.authenticator = new Authenticator(this.auth, this.decisions);
     this.env = installSyscalls({
       kernel: ctx.kernel,

@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { digestOf, TranspileCache, type TranspiledComponent } from '../component/transpile.js';
 import { capMemories, coreImports, customSections, WasmFormatError } from '../component/wasm-binary.js';
+import type { DevArtifact } from '../dev/artifact.js';
 import { KernelError } from '../errors.js';
 import type { HostCallHandler } from '../runtime/instance.js';
 import type { LocalHostFunctions } from '../runtime/local.js';
@@ -49,6 +50,11 @@ export interface LoadSpec {
   labels?: Record<string, string>;
   /** Passed to lifecycle.init when the component exports cam:kernel/lifecycle. */
   config?: Record<string, string>;
+  /**
+   * Development path (host/src/dev): run this JS artifact in place of a transpiled component; `bytes` are
+   * the artifact's bytes. Everything after transpilation (grants, links, workers, swap) is unchanged.
+   */
+  dev?: DevArtifact;
 }
 
 export const LIFECYCLE = 'cam:kernel/lifecycle';
@@ -67,6 +73,13 @@ export interface SwapRecord {
   /** Time new calls were held while state moved across (ms). */
   pausedMs?: number;
 }
+
+/** What the kernel tells its event observers (the audit log records each one). */
+export type KernelEvent =
+  | { kind: 'load'; name: string; version: string | undefined; digest: string }
+  | { kind: 'unload'; name: string }
+  | { kind: 'restart' | 'failed'; name: string; restarts: number; cause: string | undefined }
+  | { kind: 'swap'; record: SwapRecord };
 
 export interface HostInterface {
   /** Fully qualified interface name, e.g. `cam:kernel/log@0.1.0`. */
@@ -130,6 +143,8 @@ export class Kernel {
   private readonly history: SwapRecord[] = [];
   /** Observers of swaps and rollbacks (the audit log subscribes here). */
   onSwap: ((r: SwapRecord) => void) | undefined;
+  /** Observers of loads, unloads, restarts, failures and swaps (the audit log subscribes here). */
+  readonly events: Array<(e: KernelEvent) => void> = [];
   private stopping = false;
 
   constructor(readonly options: KernelOptions) {
@@ -163,6 +178,7 @@ export class Kernel {
         throw e;
       }
       this.components.set(spec.name, loaded);
+      this.emit({ kind: 'load', name: spec.name, version: spec.version, digest: loaded.digest });
       return this.info(spec.name);
     } finally {
       this.loading.delete(spec.name);
@@ -178,9 +194,11 @@ export class Kernel {
         `component '${spec.name}' has digest ${digest} but ${spec.digest} was pinned`,
       );
     }
-    const abi = readAbi(spec);
-    const t = await this.transpiler.get(spec.bytes);
-    const imports = importRefs(t);
+    const abi = spec.dev ? checkAbi(spec.name, spec.dev.abi) : readAbi(spec);
+    const t = spec.dev ? devTranspiled(digest, spec.dev) : await this.transpiler.get(spec.bytes);
+    const imports = spec.dev
+      ? spec.dev.imports.map((q) => ({ key: splitVersion(q).base, qualified: q }))
+      : importRefs(t);
     checkGrants(spec.name, imports, spec.imports);
     const links = this.resolveLinks(spec, imports);
     const memoryMaxPages =
@@ -220,6 +238,11 @@ export class Kernel {
         ? (call) => call(lifecycle, 'init', [Object.entries(spec.config ?? {})]).then(() => undefined)
         : undefined,
     );
+    let lastFault: string | undefined;
+    supervisor.onEvent = (ev) => {
+      if (ev.kind === 'fault') lastFault = ev.fault ? `${ev.fault.kind}: ${ev.fault.message}` : undefined;
+      else this.emit({ kind: ev.kind, name: spec.name, restarts: ev.restarts, cause: lastFault });
+    };
     return {
       spec,
       digest,
@@ -428,6 +451,7 @@ export class Kernel {
       this.history.push(r);
       if (this.history.length > 1000) this.history.shift();
       this.onSwap?.(r);
+      this.emit({ kind: 'swap', record: r });
       return r;
     };
     let fresh: Loaded | undefined;
@@ -563,6 +587,17 @@ export class Kernel {
     }
     this.components.delete(name);
     await c.supervisor.stop();
+    this.emit({ kind: 'unload', name });
+  }
+
+  private emit(e: KernelEvent): void {
+    for (const o of this.events) {
+      try {
+        o(e);
+      } catch (err) {
+        process.emitWarning(`kernel event observer failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   list(): ComponentInfo[] {
@@ -657,6 +692,28 @@ function readAbi(spec: LoadSpec): string | undefined {
     );
   }
   return abi;
+}
+
+function checkAbi(name: string, abi: string): string {
+  if (!(SUPPORTED_ABI as readonly string[]).includes(abi)) {
+    throw new KernelError(
+      'KERNEL_ERR_COMPONENT_ABI',
+      `component '${name}' was built against cam:kernel@${abi}; this kernel supports ${SUPPORTED_ABI.join(', ')} — rebuild it with a matching SDK`,
+    );
+  }
+  return abi;
+}
+
+/** A dev artifact seen as a transpiled component with no core modules (see host/src/dev/artifact.ts). */
+function devTranspiled(digest: string, dev: DevArtifact): TranspiledComponent {
+  return {
+    digest,
+    jsPath: dev.jsPath,
+    coreModules: new Map(),
+    imports: dev.imports.map((q) => splitVersion(q).base),
+    exports: dev.exports,
+    cached: true,
+  };
 }
 
 /** The component's imports with versions, recovered from its core modules' import names. */

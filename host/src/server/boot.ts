@@ -6,10 +6,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { authConfigFrom } from '../auth/config.js';
+import { type DashboardServer, startDashboard } from '../dashboard/server.js';
+import { federationWiring } from '../federation/index.js';
 import { gatewayServices } from '../grpc/index.js';
 import { hostInterfaces } from '../host-interfaces/index.js';
 import { type KvStore, openKv } from '../kv/index.js';
+import { Observability } from '../observability/index.js';
 import { securitySyscalls } from '../syscalls/security.js';
+import { TelemetryStore } from '../syscalls/telemetry.js';
 import { importPublicKey } from '../trust/keys.js';
 import { KERNEL_VERSION } from '../version.js';
 import type { KernelConfig } from './config.js';
@@ -18,6 +22,10 @@ import { type RunningKernel, startKernel } from './server.js';
 export interface BootedKernel extends RunningKernel {
   version: string;
   kv: KvStore;
+  /** Metrics, traces, structured logs (host/src/observability). */
+  observability: Observability;
+  /** The HTTP listener (dashboard, /metrics, /healthz, /traces); undefined when config.http is 'off'. */
+  dashboard: DashboardServer | undefined;
 }
 
 /** The system components, in load order (memory first: nothing else depends on the others). */
@@ -31,7 +39,10 @@ export function systemDir(env = process.env): string {
 export interface BootOptions {
   /** Load the system components (default true). */
   systemComponents?: boolean;
-  /** Sink for guest log lines, one JSON object per line (default: stderr). */
+  /**
+   * Sink for log lines, one JSON object per line (default: stderr): the guests' (cam:kernel/log) and the
+   * kernel's own (component "kernel"), with trace ids when written inside a traced call.
+   */
   log?: (line: string) => void;
 }
 
@@ -41,30 +52,76 @@ export async function boot(config: KernelConfig, opts: BootOptions = {}): Promis
   );
   let running: RunningKernel;
   const auth = authConfigFrom(config.dataDir);
+  const telemetry = new TelemetryStore();
+  // Federation (docs/federation.md): only when configured; a plain `cam-os up` does not pay for it.
+  const federation = config.federation ? federationWiring(config.federation) : undefined;
+  let obs: Observability | undefined;
   const services = gatewayServices({
     auth,
+    telemetry,
     // The security syscalls run on the kernel's own trust anchors (loader, TPM).
-    overrides: (_env, ctx) => securitySyscalls({ loader: ctx.loader, tpm: ctx.tpm }),
+    overrides: (env, ctx) => [
+      ...securitySyscalls({ loader: ctx.loader, tpm: ctx.tpm }),
+      ...(federation?.overrides(env) ?? []),
+    ],
   });
   try {
-    running = await startKernel(config, services, { auth });
+    running = await startKernel(config, federation ? [...services, federation.service] : services, {
+      auth,
+      instrument: (ctx) => {
+        obs = new Observability(ctx, { log: opts.log, traceSampleRatio: config.traceSampleRatio });
+        obs.attachTelemetry(telemetry);
+        return (service, impl) => obs!.tracing.instrumentService(service, impl);
+      },
+    });
   } catch (e) {
+    await obs?.stop();
     await kv.close();
     throw e;
   }
-  for (const iface of hostInterfaces({ kv, log: opts.log ? { sink: opts.log } : {} }))
+  const observability = obs!;
+  observability.start();
+  let dashboard: DashboardServer | undefined;
+  if (config.http && config.http !== 'off') {
+    try {
+      dashboard = await startDashboard({
+        ctx: running,
+        obs: observability,
+        auth,
+        listen: config.http,
+        audit: () => running.audit,
+      });
+    } catch (e) {
+      await running.stop();
+      await observability.stop();
+      await kv.close();
+      throw e;
+    }
+  }
+  for (const iface of hostInterfaces({ kv, log: { sink: observability.logger.guestSink() } }))
     running.kernel.provide(iface);
   const booted: BootedKernel = {
     ...running,
     version: KERNEL_VERSION,
     kv,
+    observability,
+    dashboard,
     async stop() {
       services.health.setAll('NOT_SERVING');
+      await federation?.stop();
+      await dashboard?.close();
       await running.stop();
+      await observability.stop();
       await kv.close();
     },
   };
   if (opts.systemComponents !== false) await loadSystemComponents(booted);
+  if (federation && opts.systemComponents !== false) {
+    await federation.start(booted, systemDir(), opts.log).catch(async (e) => {
+      await booted.stop();
+      throw e;
+    });
+  }
   return booted;
 }
 

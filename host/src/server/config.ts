@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { KernelError } from '../errors.js';
+import { type FederationConfig, parseFederationConfig } from '../federation/config.js';
 
 export interface KernelConfig {
   dataDir: string;
@@ -26,6 +27,15 @@ export interface KernelConfig {
   devMode: boolean;
   /** Operator policy: import patterns a component may be granted (`*` wildcards). */
   allowedImports: string[];
+  /**
+   * host:port of the HTTP listener (dashboard, /metrics, /healthz, /traces), or 'off'. Plaintext only on
+   * loopback, like gRPC. Default: the gRPC host with the next port (port 0 stays 0).
+   */
+  http?: string;
+  /** Share of new traces recorded, 0 to 1 (default 1; calls with a `traceparent` follow its flag). */
+  traceSampleRatio?: number;
+  /** Replication between kernels (docs/federation.md); absent = this kernel does not federate. */
+  federation?: FederationConfig;
 }
 
 export const DEFAULT_ALLOWED_IMPORTS = [
@@ -53,9 +63,19 @@ export interface ConfigOverrides {
   listen?: string;
   tpm?: string;
   devMode?: boolean;
+  http?: string;
 }
 
-const FILE_KEYS = ['listen', 'kv', 'tpm', 'devMode', 'allowedImports'];
+const FILE_KEYS = [
+  'listen',
+  'kv',
+  'tpm',
+  'devMode',
+  'allowedImports',
+  'http',
+  'federation',
+  'traceSampleRatio',
+];
 
 export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): KernelConfig {
   const dataDir = resolve(overrides.dataDir ?? defaultDataDir(env));
@@ -92,7 +112,39 @@ export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): 
   if (!Array.isArray(allowedImports) || allowedImports.some((p) => typeof p !== 'string' || p.length === 0)) {
     throw configError(`${file}: allowedImports must be a list of interface patterns like "cam:kernel/*"`);
   }
-  return { dataDir, listen, kv, tpm, devMode, allowedImports: allowedImports as string[] };
+  const http =
+    overrides.http ?? env.CAM_OS_HTTP ?? (fromFile.http as string | undefined) ?? defaultHttp(listen);
+  if (typeof http !== 'string') throw configError(`${file}: http must be a host:port string or 'off'`);
+  if (http !== 'off') parseListen(http);
+  const ratioRaw = env.CAM_OS_TRACE_SAMPLE ?? fromFile.traceSampleRatio ?? 1;
+  const traceSampleRatio =
+    typeof ratioRaw === 'string' && ratioRaw.trim() !== '' ? Number(ratioRaw) : ratioRaw;
+  if (typeof traceSampleRatio !== 'number' || !(traceSampleRatio >= 0 && traceSampleRatio <= 1)) {
+    throw configError(
+      `traceSampleRatio (from ${env.CAM_OS_TRACE_SAMPLE !== undefined ? 'CAM_OS_TRACE_SAMPLE' : file}) must be a number from 0 to 1, got ${JSON.stringify(ratioRaw)}`,
+    );
+  }
+  const federation =
+    fromFile.federation === undefined ? undefined : parseFederationConfig(fromFile.federation, file, dataDir);
+  return {
+    dataDir,
+    listen,
+    kv,
+    tpm,
+    devMode,
+    allowedImports: allowedImports as string[],
+    http,
+    traceSampleRatio,
+    federation,
+  };
+}
+
+/** The HTTP listener next to a gRPC listen address: same host, next port (0, an ephemeral port, stays 0). */
+export function defaultHttp(listen: string): string {
+  const { host, port } = parseListen(listen);
+  if (port === 65535)
+    throw configError(`no port after ${listen} for the HTTP listener: set http (or CAM_OS_HTTP)`);
+  return `${host}:${port === 0 ? 0 : port + 1}`;
 }
 
 export function parseListen(listen: string): { host: string; port: number; loopback: boolean } {

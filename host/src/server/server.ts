@@ -8,12 +8,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import type { HashChainAuditLog } from '../audit/log.js';
 import { type AuthConfig, authConfigFrom, checkListen, serverCredentials } from '../auth/config.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { KernelError } from '../errors.js';
 import { requireAdmin } from '../grpc/admin-guard.js';
 import { type ComponentInfo, Kernel, type SwapRecord } from '../kernel/kernel.js';
 import { TrustedLoader } from '../kernel/loader.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import { openGovernance, recordSyscallDecisions } from '../policy/governance.js';
 import { KERNEL_VERSION } from '../version.js';
 import { type KernelConfig, parseListen } from './config.js';
 import { unary } from './grpc-errors.js';
@@ -52,6 +55,10 @@ export interface KernelContext {
   /** Plain-language warnings shown by status and HealthCheck. */
   warnings: string[];
   authMode: 'development' | 'authenticated';
+  /** The tamper-evident decision log (host/src/audit). */
+  audit: HashChainAuditLog;
+  /** The policy engine every syscall is authorized through (host/src/policy). */
+  policy: PolicyEngine;
 }
 
 export interface RunningKernel extends KernelContext {
@@ -70,7 +77,17 @@ export interface DiscoveryFile {
 export interface StartOptions {
   /** Listener security and agent auth (default: authConfigFrom(dataDir)). */
   auth?: AuthConfig;
+  /**
+   * Called once the kernel context exists, before any gRPC service registers (observability hooks in
+   * here); the function it may return wraps every service implementation added to the server (tracing).
+   */
+  instrument?: (ctx: KernelContext) => ServiceWrapper | undefined;
 }
+
+export type ServiceWrapper = (
+  service: grpc.ServiceDefinition,
+  impl: grpc.UntypedServiceImplementation,
+) => grpc.UntypedServiceImplementation;
 
 export async function startKernel(
   config: KernelConfig,
@@ -98,6 +115,21 @@ export async function startKernel(
     devMode: config.devMode,
     measurement: anchors.tpm.measurement,
   });
+  const governance = await openGovernance({
+    dataDir: config.dataDir,
+    kernel,
+    dispatcher,
+    tpm: anchors.tpm,
+    authMode: () => ctx.authMode,
+    warn: (m) => warnings.push(m),
+  }).catch(async (e: Error) => {
+    await kernel.stop();
+    await anchors.close();
+    throw new KernelError(
+      'KERNEL_ERR_CONFIG_INVALID',
+      `cannot open the audit log / policy engine: ${e.message}`,
+    );
+  });
   const ctx: KernelContext = {
     config,
     kernel,
@@ -107,6 +139,8 @@ export async function startKernel(
     startedAt: Date.now(),
     warnings,
     authMode: 'development',
+    audit: governance.audit,
+    policy: governance.policy,
   };
   // The listener's limit must admit AdminService component uploads (a componentize-js component is ~12 MB);
   // syscalls enforce their own, smaller, per-field limits.
@@ -114,12 +148,20 @@ export async function startKernel(
     'grpc.max_receive_message_length': Math.max(MAX_MESSAGE_BYTES, auth.maxMessageBytes),
     'grpc.max_send_message_length': Math.max(MAX_MESSAGE_BYTES, auth.maxMessageBytes),
   });
+  const wrap = opts.instrument?.(ctx);
+  if (wrap) {
+    const addService = server.addService.bind(server);
+    server.addService = (service, impl) =>
+      addService(service, wrap(service, impl as grpc.UntypedServiceImplementation));
+  }
   registerAdmin(server, ctx, config.listen);
   for (const s of services) await s.register(server, ctx);
+  recordSyscallDecisions(dispatcher, governance, kernel);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.listen, serverCredentials(auth), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch(async (e: Error) => {
     await kernel.stop();
+    await governance.close();
     await anchors.close();
     throw new KernelError('KERNEL_ERR_CONFIG_INVALID', `cannot listen on ${config.listen}: ${e.message}`);
   });
@@ -152,6 +194,7 @@ export async function startKernel(
         });
       });
       await kernel.stop();
+      await governance.close();
       await anchors.close();
     },
   };

@@ -77,7 +77,7 @@ export function installSyscalls(opts: InstallOptions): SyscallEnv {
   };
   const defs: TableEntry[] = [
     ...taskSyscalls(env),
-    ...pendingSyscalls(),
+    ...pendingSyscalls(env),
     ...contextSyscalls(env),
     ...observabilitySyscalls(env),
   ];

@@ -1,35 +1,17 @@
 /**
  * Syscalls whose backing part is delivered by other work: the security syscalls (TPM signing, manifest
- * verification, secure channels), the policy engine and ExplainAction. They are registered so that the
- * table, HealthCheck and status list them, and each answers UNIMPLEMENTED with a sentence naming what is
- * missing. The issue that delivers the part replaces the entry (same name, same group).
+ * verification, secure channels). They are registered so that the table, HealthCheck and status list them,
+ * and each answers UNIMPLEMENTED with a sentence naming what is missing. The issue that delivers the part
+ * replaces the entry (same name, same group). QueryPolicy, PolicyUpdate and ExplainAction are real
+ * (syscalls/policy.ts) and are returned from here with them, so the table keeps one source of each name.
  */
 import type { SyscallDef, SyscallGroup } from '../dispatcher/dispatcher.js';
 import { KernelError } from '../errors.js';
 import { Fields } from './codec.js';
+import type { SyscallEnv } from './env.js';
+import { policySyscalls } from './policy.js';
 
 const PENDING: Array<{ name: string; group: SyscallGroup; summary: string; missing: string }> = [
-  {
-    name: 'QueryPolicy',
-    group: 'policy',
-    summary: 'Evaluate a query against a policy.',
-    missing:
-      'no policy engine is connected to the syscall table yet (policy evaluation is a separate component)',
-  },
-  {
-    name: 'PolicyUpdate',
-    group: 'admin',
-    summary: 'Create or replace a policy.',
-    missing:
-      'no policy engine is connected to the syscall table yet, so policies cannot be stored or versioned',
-  },
-  {
-    name: 'ExplainAction',
-    group: 'observability',
-    summary: 'Explain a recorded decision by trace or action id.',
-    missing:
-      'explanations are not connected yet (arbitration.explain and the decision record are wired by the explainability work)',
-  },
   {
     name: 'TmpSign',
     group: 'security',
@@ -50,8 +32,8 @@ const PENDING: Array<{ name: string; group: SyscallGroup; summary: string; missi
   },
 ];
 
-export function pendingSyscalls(): SyscallDef<never, unknown>[] {
-  return PENDING.map(
+export function pendingSyscalls(env: SyscallEnv): SyscallDef<never, unknown>[] {
+  const pending = PENDING.map(
     (p): SyscallDef<unknown, unknown> => ({
       name: p.name,
       group: p.group,
@@ -63,4 +45,5 @@ export function pendingSyscalls(): SyscallDef<never, unknown>[] {
       },
     }),
   ) as SyscallDef<never, unknown>[];
+  return [...policySyscalls(env), ...pending];
 }

@@ -10,6 +10,7 @@ import type { SyscallDef } from '../dispatcher/dispatcher.js';
 import { KernelError } from '../errors.js';
 import { Fields, mapToObject, msToWireSeconds, type StringMap, taskFromWire, type WitTask } from './codec.js';
 import type { SyscallEnv } from './env.js';
+import { requireTaskPolicy } from './policy.js';
 
 interface ArbitrationResult {
   taskId: string;
@@ -41,19 +42,15 @@ export function taskSyscalls(env: SyscallEnv): SyscallDef<never, unknown>[] {
       };
     },
     async handle(r, ctx) {
-      if (r.policyId !== '') {
-        // Going ahead without evaluating a policy the caller named would silently skip a check it asked for.
-        throw new KernelError(
-          'KERNEL_ERR_SYSCALL_UNAVAILABLE',
-          `Arbitrate with policy_id '${r.policyId}' needs the policy engine, which this kernel does not run yet; send an empty policy_id to arbitrate without a policy check`,
-        );
-      }
+      // The caller named a policy: it must allow this arbitration (going ahead without it would skip a check
+      // the caller asked for).
+      if (r.policyId !== '') requireTaskPolicy(env, r.policyId, r.task, Object.fromEntries(r.context), ctx);
       const res = (await arbitration.call(
         'arbitrate',
         [
           {
             task: r.task,
-            policyId: undefined,
+            policyId: r.policyId === '' ? undefined : r.policyId,
             context: r.context,
             caller: { id: ctx.callerId, tpmIdentity: undefined },
           },

@@ -3,7 +3,8 @@
  * samples plus per-series aggregates, readable back (tests, a metrics exporter). Bounds keep a chatty or
  * hostile agent from growing kernel memory: spans and samples are rings, and the number of distinct
  * metric series (name + tags) is capped — a new series beyond the cap is refused (RESOURCE_EXHAUSTED)
- * while existing series keep recording.
+ * while existing series keep recording. The observability pipelines read it too: spans are passed on to
+ * `spanListeners` (the OpenTelemetry ring), series are exported on every Prometheus scrape.
  */
 import { KernelError } from '../errors.js';
 import type { StringMap } from './codec.js';
@@ -78,6 +79,8 @@ export class TelemetryStore {
   private readonly spans: Ring<Span>;
   private readonly samples: Ring<MetricSample>;
   private readonly series = new Map<string, SeriesSummary>();
+  /** Called with every recorded span (the tracing pipeline subscribes: see host/src/observability). */
+  readonly spanListeners: Array<(s: Span) => void> = [];
 
   constructor(readonly limits: TelemetryLimits = DEFAULT_TELEMETRY_LIMITS) {
     this.spans = new Ring(limits.maxSpans);
@@ -86,6 +89,7 @@ export class TelemetryStore {
 
   addSpan(span: Span): void {
     this.spans.push(span);
+    for (const l of this.spanListeners) l(span);
   }
 
   addSample(s: MetricSample): void {

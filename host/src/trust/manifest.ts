@@ -5,7 +5,7 @@
 // validator is strict: unknown fields are refused (a field the kernel ignores would still be "signed" and
 // could mislead a human reviewer), and each message names the field it is about.
 
-import canonicalize from 'canonicalize';
+import { canonicalJson } from './canonical.js';
 import { isBase64Strict } from './encoding.js';
 import { isSemver, isValidRange } from './semver.js';
 
@@ -370,7 +370,6 @@ export function manifestBody(manifest: Manifest): ManifestBody {
  * never part of what is signed.
  */
 export function canonicalBytes(manifest: Manifest): Uint8Array {
-  const text = canonicalize(manifestBody(manifest));
-  if (text === undefined) throw new Error('manifest body has no JSON representation');
+  const text = canonicalJson(manifestBody(manifest));
   return new TextEncoder().encode(text);
 }

@@ -41,7 +41,12 @@ export interface BuildOptions {
   name?: string;
   /** When given, a `cam-os/manifest@1` manifest is written beside the component. */
   manifest?: ManifestInput;
+  /** Told each stage as it starts (for a progress display). */
+  onProgress?: (stage: BuildStage) => void;
 }
+
+/** Stages of a build, in order; `cached` replaces `componentize` on a cache hit. */
+export type BuildStage = 'bundle' | 'cached' | 'componentize' | 'write';
 
 export interface BuildResult {
   wasmPath: string;
@@ -175,6 +180,7 @@ export async function buildComponent(options: BuildOptions): Promise<BuildResult
   const cacheDir = resolve(options.cacheDir ?? join(outDir, '.cache'));
   const wit = witSource(witVersion);
 
+  options.onProgress?.('bundle');
   const bundle = await bundleEntry(options.entry, witVersion);
   const key = sha256Hex(
     [
@@ -191,6 +197,7 @@ export async function buildComponent(options: BuildOptions): Promise<BuildResult
 
   let cached = true;
   let built = await readCache(cacheDir, key);
+  options.onProgress?.(built ? 'cached' : 'componentize');
   if (!built) {
     cached = false;
     let job = inflight.get(key);
@@ -225,6 +232,7 @@ export async function buildComponent(options: BuildOptions): Promise<BuildResult
         imports: built.meta.imports,
       })
     : undefined;
+  options.onProgress?.('write');
   await mkdir(outDir, { recursive: true });
   const wasmPath = join(outDir, `${name}.wasm`);
   await writeFileAtomic(wasmPath, built.bytes);

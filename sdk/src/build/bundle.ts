@@ -7,8 +7,9 @@
  * driver importing `cam:kernel/kv@0.2.0` into a 0.1.0 build is refused here with the file and line, not
  * later by componentize-js with a message about the world.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build, type Message } from 'esbuild';
 
 export interface Diagnostic {
@@ -62,10 +63,27 @@ export function formatDiagnostics(diagnostics: readonly Diagnostic[]): string {
     .join('\n');
 }
 
+/**
+ * `@cam-os/sdk/guest` (the guest-side helpers) resolves to this SDK's copy wherever the driver lives, so a
+ * driver folder outside this repository needs no node_modules of its own.
+ */
+function guestHelpers(): string {
+  const js = fileURLToPath(new URL('../guest/index.js', import.meta.url));
+  return existsSync(js) ? js : js.replace(/\.js$/, '.ts');
+}
+
 /** Externals a component may import: its WIT package's interfaces, and WASI. */
 const EXTERNAL = ['cam:kernel/*', 'wasi:*'];
 
-export async function bundleEntry(entry: string, witVersion: string): Promise<Bundle> {
+/**
+ * `format` is `esm` for componentize-js; the development path (dev.ts) takes `cjs`, which turns the WIT
+ * imports into `require` calls its guest runtime answers.
+ */
+export async function bundleEntry(
+  entry: string,
+  witVersion: string,
+  format: 'esm' | 'cjs' = 'esm',
+): Promise<Bundle> {
   const cwd = process.cwd();
   const entryPath = resolve(entry);
   // esbuild names each bundled file in a comment, relative to its working directory. Relative to the
@@ -78,12 +96,13 @@ export async function bundleEntry(entry: string, witVersion: string): Promise<Bu
       entryPoints: [entryPath],
       bundle: true,
       write: false,
-      format: 'esm',
+      format,
       target: 'es2022',
       platform: 'neutral',
       mainFields: ['module', 'main'],
       conditions: ['import', 'default'],
       external: EXTERNAL,
+      alias: { '@cam-os/sdk/guest': guestHelpers() },
       metafile: true,
       sourcemap: false,
       legalComments: 'none',

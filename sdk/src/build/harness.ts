@@ -7,13 +7,14 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { DevBuild } from '@cam-os/host/dev/artifact.js';
 import {
   hostInterfaces,
   type LogLevel,
   type LogLine,
   ManualClock,
 } from '@cam-os/host/host-interfaces/index.js';
-import { type ComponentInfo, Kernel, type LoadSpec } from '@cam-os/host/kernel/kernel.js';
+import { type ComponentInfo, Kernel, type LoadSpec, type SwapRecord } from '@cam-os/host/kernel/kernel.js';
 import { type KvStore, openKv } from '@cam-os/host/kv/index.js';
 
 export interface HarnessOptions {
@@ -35,6 +36,13 @@ export interface HarnessLoad {
   config?: Record<string, string>;
   memoryMaxPages?: number;
   deadlineMs?: number;
+}
+
+/** A development-path version (see build/dev.ts) instead of a built component. */
+export interface HarnessDevLoad extends Omit<HarnessLoad, 'wasmPath' | 'imports'> {
+  artifact: DevBuild;
+  /** Default: what the artifact imports. */
+  imports?: string[];
 }
 
 export class ComponentHarness {
@@ -76,6 +84,46 @@ export class ComponentHarness {
       config: spec.config ?? {},
     };
     return this.kernel.load(load);
+  }
+
+  /** Load a dev artifact: the same kernel path as `load`, with the guest JS in place of a component. */
+  loadDev(spec: HarnessDevLoad): Promise<ComponentInfo> {
+    return this.kernel.load(this.devSpec(spec));
+  }
+
+  /** Hot-swap a loaded component for a new build or dev artifact (state moves via export/import-state). */
+  async swap(name: string, next: HarnessLoad | HarnessDevLoad): Promise<SwapRecord> {
+    const spec: LoadSpec =
+      'artifact' in next
+        ? this.devSpec(next)
+        : {
+            name,
+            bytes: await readFile(next.wasmPath),
+            imports: next.imports,
+            memoryMaxPages: next.memoryMaxPages ?? 2048,
+            deadlineMs: next.deadlineMs ?? 30_000,
+            config: next.config ?? {},
+          };
+    const { name: _n, ...rest } = spec;
+    return this.kernel.swap(name, rest);
+  }
+
+  private devSpec(spec: HarnessDevLoad): LoadSpec {
+    return {
+      name: spec.name,
+      bytes: spec.artifact.bytes,
+      imports: spec.imports ?? spec.artifact.imports,
+      memoryMaxPages: spec.memoryMaxPages ?? 2048,
+      deadlineMs: spec.deadlineMs ?? 30_000,
+      config: spec.config ?? {},
+      dev: {
+        jsPath: spec.artifact.jsPath,
+        imports: spec.artifact.imports,
+        exports: spec.artifact.exports,
+        abi: spec.artifact.abi,
+      },
+      labels: { trust: 'UNVERIFIED (dev path)' },
+    };
   }
 
   call<T = unknown>(component: string, iface: string, fn: string, ...args: unknown[]): Promise<T> {

@@ -4,6 +4,7 @@
  * kernel for built components) is a separate entry point, `./harness.js`, so that building never loads the
  * kernel or a storage engine.
  */
-export { type BuildOptions, type BuildResult, buildComponent } from './build.js';
+export { type BuildOptions, type BuildResult, type BuildStage, buildComponent } from './build.js';
 export { BuildError, type Diagnostic, formatDiagnostics } from './bundle.js';
+export { buildDev, type DevBuildOptions, type DevBuildResult } from './dev.js';
 export { type BuiltFacts, type ManifestInput, manifestFor } from './manifest.js';

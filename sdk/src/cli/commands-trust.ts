@@ -19,6 +19,7 @@ import {
 import { TrustStore } from '@cam-os/host/trust/trust-store.js';
 import type { SwapRecordMsg } from '../admin-client.js';
 import { certsInit, certsIssueClient, tokenIssue } from './commands/auth.js';
+import { marketplaceRollback } from './commands-marketplace.js';
 import { type Args, type Command, str, UsageError, withAdmin } from './shared.js';
 
 function formatSwap(r: SwapRecordMsg): string {
@@ -56,11 +57,17 @@ const swap: Command = {
 
 const rollback: Command = {
   name: 'rollback',
-  summary: 'return a component to the version that ran before its last swap',
+  summary:
+    'return an installed driver to its previous installed version, or a component to its pre-swap version',
   usage: 'rollback <name>',
+  details:
+    'A driver installed with `cam-os install` that has an earlier installed version goes back to it (re-verified,\n' +
+    'swapped in, lockfile updated). Any other component returns to the version that ran before its last swap.',
   async run(args, io) {
     const [name] = args.positionals;
     if (!name) throw new UsageError('missing <name>');
+    const installed = await marketplaceRollback(args, io, name);
+    if (installed !== undefined) return installed;
     const r = await withAdmin(args, (c) => c.rollback(name));
     io.out(args.json ? JSON.stringify(r, null, 2) : formatSwap(r));
     return 0;

@@ -6,6 +6,10 @@ import { readFile } from 'node:fs/promises';
 import { boot } from '@cam-os/host/server/boot.js';
 import { loadConfig } from '@cam-os/host/server/config.js';
 import type { ComponentInfoMsg, StatusMsg } from '../admin-client.js';
+import { DRIVER_COMMANDS } from './commands-driver.js';
+import { FEDERATION_COMMANDS } from './commands-federation.js';
+import { loadInstalledAtStart, MARKETPLACE_COMMANDS } from './commands-marketplace.js';
+import { POLICY_COMMANDS } from './commands-policy.js';
 import { TRUST_COMMANDS } from './commands-trust.js';
 import { type Command, str, UsageError, withAdmin } from './shared.js';
 
@@ -24,11 +28,16 @@ const up: Command = {
   async run(args, io) {
     const config = loadConfig({ dataDir: str(args, 'data-dir'), listen: str(args, 'listen') });
     const k = await boot(config);
+    // Drivers installed from the marketplace come back with the kernel (verified again on the way in).
+    const installed = await loadInstalledAtStart(config.dataDir, k);
+    for (const f of installed?.failed ?? [])
+      k.warnings.push(`installed driver ${f.name}@${f.version} was refused: ${f.error}`);
     if (args.json) {
       io.out(
         JSON.stringify({
           ok: true,
           address: k.address,
+          dashboard: k.dashboard?.url ?? null,
           dataDir: config.dataDir,
           pid: process.pid,
           warnings: k.warnings,
@@ -37,6 +46,10 @@ const up: Command = {
     } else {
       io.out(`CAM-OS kernel ${k.version} listening on ${k.address} (gRPC, ${k.authMode} mode)`);
       io.out(`data dir: ${config.dataDir}`);
+      if (k.dashboard)
+        io.out(
+          `dashboard: ${k.dashboard.url} (${k.authMode === 'development' ? `operator token in ${k.dashboard.tokenFile}` : 'sign in with an admin token'})`,
+        );
       for (const c of k.kernel.list())
         io.out(`component ${c.name}${c.version ? `@${c.version}` : ''}: ${c.status.health}`);
       for (const w of k.warnings) io.out(`warning: ${w}`);
@@ -136,4 +149,14 @@ const unload: Command = {
   },
 };
 
-export const COMMANDS: Command[] = [up, status, load, unload, ...TRUST_COMMANDS];
+export const COMMANDS: Command[] = [
+  up,
+  status,
+  load,
+  unload,
+  ...TRUST_COMMANDS,
+  ...MARKETPLACE_COMMANDS,
+  ...DRIVER_COMMANDS,
+  ...FEDERATION_COMMANDS,
+  ...POLICY_COMMANDS,
+];

@@ -4,7 +4,18 @@
  * as one line (or a JSON object with --json) and set a non-zero exit code.
  */
 import { parseArgs } from 'node:util';
-import { COMMANDS, type Command, type Io, UsageError } from './commands.js';
+import type { Command, Io } from './shared.js';
+import { UsageError } from './usage.js';
+
+/**
+ * The command table, loaded for what is asked: `cam-os driver …` runs in an author's save loop and loads
+ * only its own commands; everything else loads the full table (kernel, gRPC, storage).
+ */
+let COMMANDS: Command[] = [];
+async function loadCommands(first: string | undefined): Promise<Command[]> {
+  if (first === 'driver') return (await import('./commands-driver.js')).DRIVER_COMMANDS;
+  return (await import('./commands.js')).COMMANDS;
+}
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -42,15 +53,48 @@ function commandHelp(c: Command): string {
   ].join('\n');
 }
 
+/** Commands with a subcommand word (`driver new`): `cam-os driver` alone lists them. */
+function groupHelp(group: string): string | undefined {
+  const members = COMMANDS.filter((c) => c.name.startsWith(`${group} `));
+  if (members.length === 0) return undefined;
+  const width = Math.max(...members.map((c) => c.name.length));
+  return [
+    `Usage: cam-os ${group} <subcommand> [options]`,
+    '',
+    ...members.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    `Help for one: cam-os ${members[0]!.name} --help`,
+  ].join('\n');
+}
+
 export async function main(argv: string[], io: Io): Promise<number> {
-  const [name, ...rest] = argv;
+  COMMANDS = await loadCommands(argv[0]);
+  const [first, ...afterFirst] = argv;
+  // Two-word commands (`driver build`) are matched before one-word ones.
+  const twoWord = first && afterFirst[0] ? `${first} ${afterFirst[0]}` : undefined;
+  const isTwo = twoWord !== undefined && COMMANDS.some((c) => c.name === twoWord);
+  const name = isTwo ? twoWord : first;
+  const rest = isTwo ? afterFirst.slice(1) : afterFirst;
   if (!name || name === '-h' || name === '--help' || name === 'help') {
-    const target = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
-    io.out(target ? commandHelp(target) : usage());
+    const wanted = rest.slice(0, 2).join(' ');
+    const target =
+      name === 'help' ? COMMANDS.find((c) => c.name === wanted || c.name === rest[0]) : undefined;
+    const group = name === 'help' && !target && rest[0] ? groupHelp(rest[0]) : undefined;
+    io.out(target ? commandHelp(target) : (group ?? usage()));
     return 0;
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
+    const group = groupHelp(name);
+    if (group) {
+      const sub = rest[0];
+      if (sub && sub !== '-h' && sub !== '--help') {
+        io.err(`cam-os ${name}: unknown subcommand '${sub}'.\n${group}`);
+        return 2;
+      }
+      io.out(group);
+      return sub ? 0 : 2;
+    }
     io.err(`cam-os: unknown command '${name}'. Run \`cam-os --help\` for the list of commands.`);
     return 2;
   }

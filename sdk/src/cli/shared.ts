@@ -1,16 +1,13 @@
 /** What every CLI command shares: argument shapes, output, and the admin connection. */
 import { AdminClient, resolveAddress } from '../admin-client.js';
+import { type Args, str } from './usage.js';
 
 export interface Io {
   out(s: string): void;
   err(s: string): void;
 }
 
-export interface Args {
-  positionals: string[];
-  values: Record<string, string | boolean | undefined>;
-  json: boolean;
-}
+export { type Args, str, UsageError } from './usage.js';
 
 export interface Command {
   name: string;
@@ -20,15 +17,6 @@ export interface Command {
   options?: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; help: string }>;
   /** Exit code; -1 means "keep running" (the kernel). */
   run(args: Args, io: Io): Promise<number>;
-}
-
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-export function str(args: Args, key: string): string | undefined {
-  const v = args.values[key];
-  return typeof v === 'string' ? v : undefined;
 }
 
 function admin(args: Args): AdminClient {

@@ -1,0 +1,191 @@
+/**
+ * Unit tests of the federation host pieces that are pure functions: the config section, the frame codec,
+ * and the plan of memory writes for a peer update. The data paths are tested with real kernel processes in
+ * test/federation and with the real component in drivers/federation.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { KernelError } from '../errors.js';
+import { loadConfig } from '../server/config.js';
+import { namespaceMatches, parseFederationConfig } from './config.js';
+import { ENTRY_META, ORIGIN_META, plan } from './node.js';
+import { decodeFrame, encodeFrame, FrameError, pack, unpack } from './wire.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cam-fed-config-'));
+for (const f of ['ca.crt', 'peer.crt', 'peer.key', 'me.crt', 'me.key']) writeFileSync(join(dir, f), 'pem');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const tls = { ca: 'ca.crt', cert: 'peer.crt', key: 'peer.key', clientCert: 'me.crt', clientKey: 'me.key' };
+const good = { nodeId: 'site-a-1', listen: '127.0.0.1:7400', namespaces: ['shared', 'team-*'], tls };
+const parse = (v: unknown) => parseFederationConfig(v, 'config.json', dir);
+const refused = (v: unknown) => {
+  try {
+    parse(v);
+  } catch (e) {
+    expect(e).toBeInstanceOf(KernelError);
+    expect((e as KernelError).code).toBe('KERNEL_ERR_CONFIG_INVALID');
+    return (e as Error).message;
+  }
+  throw new Error('expected the config to be refused');
+};
+
+describe('federation config', () => {
+  it('accepts a minimal section with defaults, resolving TLS paths against the data dir', () => {
+    const c = parse(good);
+    expect(c.advertise).toBe('127.0.0.1:7400');
+    expect(c.seeds).toEqual([]);
+    expect(c.tls.ca).toBe(join(dir, 'ca.crt'));
+    expect(c.heartbeatMs).toBe(250);
+    expect(c.suspectAfterMs).toBe(3000);
+    expect([c.reconnectMinMs, c.reconnectMaxMs]).toEqual([50, 500]);
+  });
+
+  it('names what is wrong', () => {
+    expect(refused({ ...good, nodeId: 'a b' })).toMatch(/federation\.nodeId must be 1-128 characters/);
+    expect(refused({ ...good, listen: 'nowhere' })).toMatch(/federation\.listen must be host:port/);
+    expect(refused({ ...good, listen: '0.0.0.0:7400' })).toMatch(
+      /advertise must be an address peers can dial/,
+    );
+    expect(refused({ ...good, seeds: ['x'] })).toMatch(/seeds\[0\] must be host:port/);
+    expect(refused({ ...good, namespaces: [] })).toMatch(/namespaces must be a non-empty list/);
+    expect(refused({ ...good, namespaces: ['a*b'] })).toMatch(/'a\*b' is not a namespace/);
+    expect(refused({ ...good, tls: undefined })).toMatch(/peer links are mTLS only/);
+    expect(refused({ ...good, tls: { ...tls, key: 'missing.key' } })).toMatch(
+      /tls\.key: .*missing\.key does not exist/,
+    );
+    expect(refused({ ...good, routes: { 'b 1': '127.0.0.1:1' } })).toMatch(/routes: 'b 1' is not a node id/);
+    expect(refused({ ...good, heartbeatMs: 1000, suspectAfterMs: 1500 })).toMatch(
+      /more than twice heartbeatMs/,
+    );
+    expect(refused({ ...good, peers: [] })).toMatch(/unknown key\(s\) peers/);
+    expect(refused({ ...good, identity: { key: 'me.key' } })).toMatch(/identity must be \{ "key"/);
+    expect(refused({ ...good, identity: { key: 'none.json', peers: {} } })).toMatch(
+      /identity\.key: .*none\.json does not exist/,
+    );
+    expect(refused({ ...good, identity: { key: 'me.key', peers: { b: 'gone.json' } } })).toMatch(
+      /identity\.peers\.b: .*gone\.json does not exist/,
+    );
+  });
+
+  it('is read from config.json by loadConfig, and absent by default', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cam-fed-load-'));
+    try {
+      expect(loadConfig({ dataDir }, {}).federation).toBeUndefined();
+      for (const f of ['ca.crt', 'peer.crt', 'peer.key', 'me.crt', 'me.key'])
+        writeFileSync(join(dataDir, f), 'pem');
+      writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ federation: good }));
+      expect(loadConfig({ dataDir }, {}).federation?.nodeId).toBe('site-a-1');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('matches namespaces like the component', () => {
+    expect(namespaceMatches(['shared', 'team-*'], 'shared')).toBe(true);
+    expect(namespaceMatches(['shared', 'team-*'], 'team-blue')).toBe(true);
+    expect(namespaceMatches(['shared', 'team-*'], 'sharedx')).toBe(false);
+    expect(namespaceMatches(['*'], 'anything')).toBe(true);
+  });
+});
+
+describe('peer frames', () => {
+  it('round-trip, payload untouched', () => {
+    const payload = new Uint8Array([0, 1, 2, 255]);
+    const members = [{ node: 'a', address: '127.0.0.1:1' }];
+    expect(decodeFrame(encodeFrame({ t: 'hello', node: 'a', address: 'x:1', members, payload }))).toEqual({
+      t: 'hello',
+      node: 'a',
+      address: 'x:1',
+      members,
+      payload,
+    });
+    expect(decodeFrame(encodeFrame({ t: 'update', payload }))).toEqual({ t: 'update', payload });
+    expect(decodeFrame(encodeFrame({ t: 'sv', members, payload }))).toEqual({ t: 'sv', members, payload });
+  });
+
+  it('carry handshake messages with their bytes intact', () => {
+    const m = {
+      protocol: 'cam-os/channel@1',
+      kem: new Uint8Array([1, 2, 3]),
+      sig: { a: Buffer.from([9]) },
+      n: 1,
+    };
+    const f = decodeFrame(encodeFrame({ t: 'ch1', node: 'a', m, payload: new Uint8Array(0) }));
+    expect(f).toEqual({
+      t: 'ch1',
+      node: 'a',
+      m: {
+        protocol: 'cam-os/channel@1',
+        kem: new Uint8Array([1, 2, 3]),
+        sig: { a: new Uint8Array([9]) },
+        n: 1,
+      },
+      payload: new Uint8Array(0),
+    });
+    expect(unpack(pack([new Uint8Array([7])]))).toEqual([new Uint8Array([7])]);
+  });
+
+  it('refuse malformed input with the reason', () => {
+    expect(() => decodeFrame(Buffer.from([0, 0]))).toThrow(FrameError);
+    expect(() => decodeFrame(Buffer.from([0, 0, 0, 9, 1]))).toThrow(/runs past the frame/);
+    const h = Buffer.from('{"t":"nope"}');
+    const b = Buffer.concat([Buffer.from([0, 0, 0, h.length]), h]);
+    expect(() => decodeFrame(b)).toThrow(/unknown frame type "nope"/);
+    const s = Buffer.from('{"t":"sv"}');
+    expect(() => decodeFrame(Buffer.concat([Buffer.from([0, 0, 0, s.length]), s]))).toThrow(
+      /without a members list/,
+    );
+  });
+});
+
+describe('plan of memory writes for a peer update', () => {
+  const entry = (id: string, node: string, value: string, t: number) => ({
+    id,
+    originNode: node,
+    change: {
+      namespace: 'shared',
+      key: 'k',
+      hash: 'h',
+      data: new TextEncoder().encode(value),
+      metadata: [['x', '1']] as Array<[string, string]>,
+      author: 'alice',
+      timestampMs: BigInt(t),
+    },
+  });
+  const values = (ws: ReturnType<typeof plan>) => ws.map((w) => new TextDecoder().decode(w.data));
+
+  it('writes new entries oldest first and ends on the current value', () => {
+    const a = entry('1.0', 'a', 'from-a', 1);
+    const b = entry('2.0', 'b', 'from-b', 2);
+    // b is current and the newest: written last once.
+    expect(
+      values(plan([{ namespace: 'shared', key: 'k', added: [a, b], current: b, currentChanged: true }])),
+    ).toEqual(['from-a', 'from-b']);
+    // a is current though older: the loser b is kept in history, then a is written again on top.
+    expect(
+      values(plan([{ namespace: 'shared', key: 'k', added: [a, b], current: a, currentChanged: true }])),
+    ).toEqual(['from-a', 'from-b', 'from-a']);
+    // Only a losing entry arrived: history gets it, the unchanged current value is restored on top.
+    const cur = entry('3.0', 'c', 'local', 0);
+    expect(
+      values(plan([{ namespace: 'shared', key: 'k', added: [b], current: cur, currentChanged: false }])),
+    ).toEqual(['from-b', 'local']);
+    // Nothing new and the current value unchanged: nothing to write.
+    expect(plan([{ namespace: 'shared', key: 'k', added: [], current: cur, currentChanged: false }])).toEqual(
+      [],
+    );
+  });
+
+  it('keeps the metadata and the author, and says where the write came from', () => {
+    const a = entry('1.0', 'a', 'v', 1);
+    const [w] = plan([{ namespace: 'shared', key: 'k', added: [a], current: a, currentChanged: true }]);
+    expect(w!.author).toBe('alice');
+    expect(w!.metadata).toEqual([
+      ['x', '1'],
+      [ORIGIN_META, 'a'],
+      [ENTRY_META, '1.0'],
+    ]);
+  });
+});
