@@ -252,6 +252,76 @@ describe('snapshots', () => {
   });
 });
 
+describe('write-many', () => {
+  const req = (
+    ns: string,
+    key: string,
+    value: string,
+    metadata: Array<[string, string]> = [],
+    author = 'bob',
+  ) => ({
+    namespace: ns,
+    key,
+    data: enc(value),
+    metadata,
+    author,
+  });
+
+  it('stores each write as `write` would: own versions in order, across namespaces and repeated keys', async () => {
+    const receipts = await mem<Receipt[]>('write-many', [
+      req('batch-a', 'k', 'a1'),
+      req('batch-a', 'k', 'a2'),
+      req('batch-b', 'k', 'b1'),
+      req('batch-a', 'j', 'j1'),
+      req('batch-a', 'k', 'a3'),
+    ]);
+    expect(receipts.map((r) => r.version)).toEqual([1n, 2n, 1n, 1n, 3n]);
+    expect(receipts.map((r) => r.hash)).toEqual(['a1', 'a2', 'b1', 'j1', 'a3'].map(sha));
+    expect(await text('batch-a', 'k')).toBe('a3');
+    expect(await text('batch-a', 'k', 2)).toBe('a2');
+    expect(await text('batch-b', 'k')).toBe('b1');
+    expect((await read('batch-a', 'j')).author).toBe('bob');
+    // A later single write builds on the batch's versions.
+    expect((await write('batch-a', 'k', 'a4')).version).toBe(4n);
+    const page = await mem<Page>('version-list', 'batch-a', 'k', 10, undefined);
+    expect(page.versions.map((v) => v.version)).toEqual([1n, 2n, 3n, 4n]);
+  });
+
+  it('checks every request before storing any, and names the bad one', async () => {
+    const e = await failure(mem('write-many', [req('batch-c', 'k', 'ok'), req('bad/ns', 'k', 'v')]));
+    expect(e.status).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain('writes[1]');
+    expect((await failure(read('batch-c', 'k'))).status).toBe('NOT_FOUND');
+    expect(await mem<Receipt[]>('write-many', [])).toEqual([]);
+  });
+
+  it('stores a task-tagged write on its own path, in order, so revert-task undoes it', async () => {
+    const tag: Array<[string, string]> = [['cam.task-id', 'job-77']];
+    const receipts = await mem<Receipt[]>('write-many', [
+      req('batch-d', 'cfg', 'stable'),
+      req('batch-d', 'cfg', 'by task', tag),
+      req('batch-d', 'other', 'plain'),
+    ]);
+    expect(receipts.map((r) => r.version)).toEqual([1n, 2n, 1n]);
+    expect(await text('batch-d', 'cfg')).toBe('by task');
+    expect((await mem<{ reverted: bigint }>('revert-task', 'job-77')).reverted).toBe(1n);
+    expect(await text('batch-d', 'cfg')).toBe('stable');
+  });
+
+  it('reports a storage failure, and the next write numbers versions from what was stored', async () => {
+    await mem('write-many', [req('batch-e', 'k', 'v1')]);
+    storageDown = true;
+    const e = await failure(
+      mem('write-many', [req('batch-e', 'k', 'lost'), req('batch-e', 'k', 'lost too')]),
+    );
+    storageDown = false;
+    expect(e.status).toBe('UNAVAILABLE');
+    expect(await text('batch-e', 'k')).toBe('v1');
+    const [next] = await mem<Receipt[]>('write-many', [req('batch-e', 'k', 'v2')]);
+    expect(next!.version).toBe(2n);
+  });
+});
+
 describe('revert-task', () => {
   it('puts back what a task changed, leaves later writes of others alone, and is idempotent', async () => {
     await write('work', 'config', 'stable');

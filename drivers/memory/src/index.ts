@@ -153,6 +153,64 @@ function heads(partition: string): Map<string, Head> {
   return out;
 }
 
+/** The checked arguments of one write. */
+interface CheckedWrite {
+  namespace: string;
+  key: string;
+  data: Uint8Array;
+  md: StringMap;
+  task: string | undefined;
+  author: string;
+}
+
+interface WriteRequest {
+  namespace: string;
+  key: string;
+  data: Uint8Array;
+  metadata: StringMap;
+  author: string;
+}
+
+/** write-many's limit on requests per call (the WIT's). */
+const MAX_WRITES_PER_CALL = 10_000;
+/** write-many stores a namespace's writes in batches of about this many ops / data bytes (kv caps a batch). */
+const BATCH_FLUSH_OPS = 4_000;
+const BATCH_FLUSH_BYTES = 32 * 1024 * 1024;
+
+function checkWrite(
+  namespace: string,
+  key: string,
+  data: Uint8Array,
+  metadata: StringMap,
+  author: string,
+): CheckedWrite {
+  checkNamespace(namespace);
+  checkKey(key);
+  checkAuthor(author);
+  // Not `instanceof`: the bindings create byte lists in another realm of the engine.
+  if (!ArrayBuffer.isView(data)) throw fail('invalid-argument', 'data must be bytes');
+  if (data.length > LIMITS.dataBytes) {
+    throw fail('resource-exhausted', `data is ${data.length} bytes, at most ${LIMITS.dataBytes} are allowed`);
+  }
+  const { metadata: md, task } = checkMetadata(metadata);
+  return { namespace, key, data, md, task, author };
+}
+
+/**
+ * Append one write's new version to `head` (mutated) and its kv ops to `ops`; nothing is stored yet. The
+ * caller commits `ops` and then caches `head`.
+ */
+function stageWrite(w: CheckedWrite, head: Head, ops: KvOp[]) {
+  const t = now();
+  const hash = toHex(sha256(w.data));
+  const meta: Omit<Meta, 'v' | 'dv'> = { t, a: w.author, h: hash, s: w.data.length, m: w.md };
+  if (w.task !== undefined) meta.task = w.task;
+  const appended = appendVersion(head, w.key, meta, w.data, maxVersions, putJson, putBytes);
+  for (const op of appended.ops) ops.push(op);
+  ops.push(putJson(headKey(w.key), head));
+  return { version: BigInt(appended.version), hash, timestampMs: BigInt(t) };
+}
+
 export const lifecycle = {
   init(config: StringMap): void {
     if (initialized) throw fail('failed-precondition', 'init was already called');
@@ -234,50 +292,94 @@ export const memory = {
   },
 
   write(namespace: string, key: string, data: Uint8Array, metadata: StringMap, author: string) {
-    checkNamespace(namespace);
-    checkKey(key);
-    checkAuthor(author);
-    // Not `instanceof`: the bindings create byte lists in another realm of the engine.
-    if (!ArrayBuffer.isView(data)) throw fail('invalid-argument', 'data must be bytes');
-    if (data.length > LIMITS.dataBytes) {
-      throw fail(
-        'resource-exhausted',
-        `data is ${data.length} bytes, at most ${LIMITS.dataBytes} are allowed`,
-      );
-    }
-    const { metadata: md, task } = checkMetadata(metadata);
+    const w = checkWrite(namespace, key, data, metadata, author);
     const p = partitionOf(namespace);
     let head: Head;
     let firstTaskWrite = false;
     const cached = cachedHead(namespace, key);
-    if (task === undefined) {
+    if (w.task === undefined) {
       head = copyHead(loadHead(namespace, p, key));
     } else if (cached !== undefined) {
       head = copyHead(cached);
-      firstTaskWrite = getRaw(p, markerKey(task, key)) === undefined;
+      firstTaskWrite = getRaw(p, markerKey(w.task, key)) === undefined;
     } else {
-      const [h, marker] = getManyRaw(p, [headKey(key), markerKey(task, key)]);
+      const [h, marker] = getManyRaw(p, [headKey(key), markerKey(w.task, key)]);
       head = copyHead(decodeJson<Head>(h));
       firstTaskWrite = marker === undefined || marker === null;
     }
-    const t = now();
-    const hash = toHex(sha256(data));
     const ops: KvOp[] = [];
-    if (task !== undefined && firstTaskWrite) {
+    if (w.task !== undefined && firstTaskWrite) {
       const marker: TaskMarker = { prev: head.l };
-      ops.push(putJson(markerKey(task, key), marker));
+      ops.push(putJson(markerKey(w.task, key), marker));
       // Before the write itself: an index entry without a write is harmless, a write without one is not.
-      commitBatch(TASK_INDEX, [putJson(taskIndexKey(task, namespace), 1)]);
+      commitBatch(TASK_INDEX, [putJson(taskIndexKey(w.task, namespace), 1)]);
     }
-    const meta: Omit<Meta, 'v' | 'dv'> = { t, a: author, h: hash, s: data.length, m: md };
-    if (task !== undefined) meta.task = task;
-    const appended = appendVersion(head, key, meta, data, maxVersions, putJson, putBytes);
-    for (const op of appended.ops) ops.push(op);
-    ops.push(putJson(headKey(key), head));
+    const receipt = stageWrite(w, head, ops);
     commitBatch(p, ops);
     cacheHead(namespace, key, head);
     writes++;
-    return { version: BigInt(appended.version), hash, timestampMs: BigInt(t) };
+    return receipt;
+  },
+
+  writeMany(requests: WriteRequest[]) {
+    if (!Array.isArray(requests)) throw fail('invalid-argument', 'writes must be a list');
+    if (requests.length > MAX_WRITES_PER_CALL) {
+      throw fail(
+        'resource-exhausted',
+        `write-many takes at most ${MAX_WRITES_PER_CALL} writes, got ${requests.length}`,
+      );
+    }
+    // Every request is checked before anything is stored.
+    const checked = requests.map((r, i) => {
+      try {
+        return checkWrite(r.namespace, r.key, r.data, r.metadata, r.author);
+      } catch (e) {
+        const err = e as { tag?: string; val?: string };
+        if (typeof err?.tag === 'string') throw { tag: err.tag, val: `writes[${i}]: ${err.val ?? ''}` };
+        throw e;
+      }
+    });
+    const receipts: Array<ReturnType<typeof stageWrite>> = [];
+    // The namespace being gathered: its ops, and the heads it changed (stored and cached after the commit).
+    let ns: string | undefined;
+    let ops: KvOp[] = [];
+    let bytes = 0;
+    const heads = new Map<string, Head>();
+    let pendingWrites = 0;
+    const flush = () => {
+      if (ns === undefined) return;
+      commitBatch(partitionOf(ns), ops);
+      for (const [key, head] of heads) cacheHead(ns, key, head);
+      writes += pendingWrites;
+      ns = undefined;
+      ops = [];
+      bytes = 0;
+      heads.clear();
+      pendingWrites = 0;
+    };
+    for (let i = 0; i < checked.length; i++) {
+      const w = checked[i]!;
+      if (w.task !== undefined) {
+        // Task-tagged writes keep their own path (task index, marker): stored alone, in order.
+        flush();
+        receipts.push(memory.write(w.namespace, w.key, w.data, requests[i]!.metadata, w.author));
+        continue;
+      }
+      if (ns !== w.namespace || ops.length >= BATCH_FLUSH_OPS || bytes >= BATCH_FLUSH_BYTES) {
+        flush();
+        ns = w.namespace;
+      }
+      let head = heads.get(w.key);
+      if (!head) {
+        head = copyHead(loadHead(w.namespace, partitionOf(w.namespace), w.key));
+        heads.set(w.key, head);
+      }
+      receipts.push(stageWrite(w, head, ops));
+      bytes += w.data.length;
+      pendingWrites++;
+    }
+    flush();
+    return receipts;
   },
 
   snapshot(namespace: string, description: string, author: string): string {

@@ -152,6 +152,15 @@ declare module 'cam:kernel/memory@0.1.0' {
    */
   export function write(namespace: string, key: string, data: Uint8Array, metadata: StringMap, author: string): WriteReceipt;
   /**
+   * Several writes in one call, in list order, each stored exactly as `write` stores it (its own version,
+   * hash and time; later writes of a key build on earlier ones). Every request is checked before anything
+   * is stored, so an invalid one stores nothing. Consecutive writes of one namespace are stored together
+   * in one kv batch (all or none); a task-tagged write is stored on its own, in order. If storage fails
+   * part-way, the namespaces stored before the failure stay written. One receipt per request, in order.
+   * At most 10,000 requests. Errors: as `write` (the message names the request's index).
+   */
+  export function writeMany(writes: Array<WriteRequest>): Array<WriteReceipt>;
+  /**
    * Snapshot the latest versions of `namespace`; returns the snapshot id. Errors: invalid-argument.
    */
   export function snapshot(namespace: string, description: string, author: string): string;
@@ -191,6 +200,31 @@ declare module 'cam:kernel/memory@0.1.0' {
      * by retention.
      */
     skipped: Array<string>,
+  }
+  /**
+   * One write of a `write-many` call: the arguments of `write`.
+   */
+  export interface WriteRequest {
+    /**
+     * Namespace to write in.
+     */
+    namespace: string,
+    /**
+     * Key to write.
+     */
+    key: string,
+    /**
+     * The bytes of the new version.
+     */
+    data: Uint8Array,
+    /**
+     * The version's metadata (`cam.task-id` tags it, see "Task tagging").
+     */
+    metadata: StringMap,
+    /**
+     * Caller id that writes it.
+     */
+    author: string,
   }
 }
 

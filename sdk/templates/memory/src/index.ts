@@ -100,6 +100,24 @@ export const memory = {
     ]);
     return { version, hash: stored.hash, timestampMs: stored.timestampMs };
   },
+  /**
+   * Several writes, in order. This template checks them all first, then stores each as `write` does (one kv
+   * batch per write); a faster backend gathers a namespace's writes into one batch (see drivers/memory).
+   */
+  writeMany(
+    writes: Array<{ namespace: string; key: string; data: Uint8Array; metadata: StringMap; author: string }>,
+  ) {
+    writes.forEach((w, i) => {
+      try {
+        name('namespace', w.namespace);
+        name('key', w.key);
+      } catch (e) {
+        const err = e as { tag?: string; val?: string };
+        throw typeof err.tag === 'string' ? { tag: err.tag, val: `writes[${i}]: ${err.val ?? ''}` } : e;
+      }
+    });
+    return writes.map((w) => memory.write(w.namespace, w.key, w.data, w.metadata, w.author));
+  },
   snapshot(namespace: string, description: string, author: string): string {
     const ns = name('namespace', namespace);
     const keys: Array<[string, bigint]> = [];

@@ -54,6 +54,24 @@ describe('__NAME__', () => {
     expect(p2.hasMore).toBe(false);
   });
 
+  it('writes many in order, checking every request first', async () => {
+    const req = (key: string, v: string) => ({
+      namespace: 'many',
+      key,
+      data: enc(v),
+      metadata: [],
+      author: 'dan',
+    });
+    const r = await mem<Array<{ version: bigint }>>('write-many', [
+      req('a', '1'),
+      req('a', '2'),
+      req('b', '1'),
+    ]);
+    expect(r.map((x) => x.version)).toEqual([1n, 2n, 1n]);
+    await expect(mem('write-many', [req('c', '1'), req('bad/key', '1')])).rejects.toThrow(/writes\[1\]/);
+    await expect(mem('read', 'many', 'c', undefined)).rejects.toThrow();
+  });
+
   it('snapshots and restores a namespace; refuses to overwrite newer data without force', async () => {
     const id = await mem<string>('snapshot', 'ns', 'before three', 'alice');
     await mem('write', 'ns', 'k', enc('three'), [], 'carol');
