@@ -23,6 +23,7 @@ import { openRegistry } from '../../marketplace/src/registry.js';
 import { type RunningRegistry, serveRegistry } from '../../marketplace/src/server.js';
 import { makeTestPackage, type TestPackageInput } from '../../marketplace/src/testing.js';
 import { AdminClient } from '../../sdk/src/admin-client.js';
+import { adminControl } from '../../sdk/src/cli/commands-marketplace.js';
 
 export const publisher = testKeyPair('marketplace-acceptance-publisher');
 export const stranger = testKeyPair('marketplace-acceptance-stranger');
@@ -78,22 +79,6 @@ export interface World {
   control: KernelControl;
   marketplace(over?: Partial<MarketplaceOptions>): Promise<Marketplace>;
   stop(): Promise<void>;
-}
-
-export function adminControl(admin: AdminClient): KernelControl {
-  return {
-    list: async () => (await admin.list()).map((c) => ({ name: c.name, version: c.version })),
-    load: async (c, m) => {
-      await admin.load(c, m);
-    },
-    swap: async (n, c, m, d) => {
-      const r = await admin.swap(n, c, m, d);
-      if (r.result !== 'swapped') throw new Error(`swap rolled back: ${r.reason}`);
-    },
-    unload: async (n) => {
-      await admin.unload(n);
-    },
-  };
 }
 
 export async function startWorld(trusted: PublisherKeyPair[] = [publisher]): Promise<World> {

@@ -56,20 +56,25 @@ function kernelControl(args: Args): { control: KernelControl; close(): void } | 
     throw new Error(`${(e as Error).message}; or pass --no-load to change the installed set without loading`);
   }
   const client = new AdminClient(address);
+  return { close: () => client.close(), control: adminControl(client) };
+}
+
+/** A swap the kernel rolled back (failed health check, import-state refusal) is a failed upgrade. */
+function requireSwapped(name: string, r: { result: string; reason?: string }): void {
+  if (r.result !== 'swapped') throw new Error(`swap of ${name} rolled back: ${r.reason}`);
+}
+
+/** The marketplace's view of a kernel reached through its admin gRPC service. */
+export function adminControl(client: AdminClient): KernelControl {
   return {
-    close: () => client.close(),
-    control: {
-      list: async () => (await client.list()).map((c) => ({ name: c.name, version: c.version })),
-      load: async (component, manifestJson) => {
-        await client.load(component, manifestJson);
-      },
-      swap: async (name, component, manifestJson, allowDowngrade) => {
-        const r = await client.swap(name, component, manifestJson, allowDowngrade);
-        if (r.result !== 'swapped') throw new Error(`swap of ${name} rolled back: ${r.reason}`);
-      },
-      unload: async (name) => {
-        await client.unload(name);
-      },
+    list: async () => (await client.list()).map((c) => ({ name: c.name, version: c.version })),
+    load: async (component, manifestJson) => {
+      await client.load(component, manifestJson);
+    },
+    swap: async (name, component, manifestJson, allowDowngrade) =>
+      requireSwapped(name, await client.swap(name, component, manifestJson, allowDowngrade)),
+    unload: async (name) => {
+      await client.unload(name);
     },
   };
 }
@@ -538,9 +543,8 @@ export async function loadInstalledAtStart(dataDir: string, k: BootedKernel) {
     load: async (component, manifestJson) => {
       await k.loader.load(component, manifestJson);
     },
-    swap: async (name, component, manifestJson, allowDowngrade) => {
-      await k.loader.swap(name, component, manifestJson, { allowDowngrade });
-    },
+    swap: async (name, component, manifestJson, allowDowngrade) =>
+      requireSwapped(name, await k.loader.swap(name, component, manifestJson, { allowDowngrade })),
     unload: (name) => k.kernel.unload(name),
   });
   return m.loadInstalled();
