@@ -105,12 +105,18 @@ export async function run(): Promise<BenchResult[]> {
       out.push(throughput(`bare grpc-js echo c=${c} throughput`, r));
     }
 
+    /**
+     * Unary runs at each concurrency against the echo at the same concurrency. `targets` (ContextRead, #4):
+     * throughput >= 0.8x the echo's, p99 <= 1.5x the echo's p99.
+     */
     const unary = async (
       label: string,
       path: string,
       payloadFor: (c: number) => string,
       concurrency: readonly number[],
-    ) => {
+      targets = false,
+    ): Promise<Record<number, ClientResult>> => {
+      const got: Record<number, ClientResult> = {};
       for (const c of concurrency) {
         const payloadB64 = payloadFor(c);
         const r = await runClient({
@@ -121,20 +127,27 @@ export async function run(): Promise<BenchResult[]> {
           concurrency: c,
           calls: CALLS[c],
         });
+        got[c] = r;
         const base = echoAt[c]!;
-        out.push(
-          latency(`${label} c=${c}`, r, {
-            name: `bare grpc-js echo c=${c} p50`,
-            median: round(base.p50Us, 1),
-          }),
-        );
-        out.push(
-          throughput(`${label} c=${c} throughput`, r, {
-            name: `bare grpc-js echo c=${c} throughput`,
-            median: round(base.throughput, 0),
-          }),
-        );
+        const lat = latency(`${label} c=${c}`, r, {
+          name: `bare grpc-js echo c=${c} p50`,
+          median: round(base.p50Us, 1),
+        });
+        const tput = throughput(`${label} c=${c} throughput`, r, {
+          name: `bare grpc-js echo c=${c} throughput`,
+          median: round(base.throughput, 0),
+        });
+        if (targets) {
+          const p99Ratio = r.p99Us / base.p99Us;
+          lat.target = 'p99 <= 1.5x the echo p99';
+          lat.met = r.errors === 0 && p99Ratio <= 1.5;
+          lat.notes = `p99 ${round(r.p99Us, 1)} us vs echo p99 ${round(base.p99Us, 1)} us = ${round(p99Ratio, 2)}x`;
+          tput.target = '>= 0.8x the echo';
+          tput.met = r.errors === 0 && r.throughput >= 0.8 * base.throughput;
+        }
+        out.push(lat, tput);
       }
+      return got;
     };
 
     // A syscall answered by the kernel itself (validation, auth, rate limit, dispatch, telemetry store):
@@ -155,33 +168,58 @@ export async function run(): Promise<BenchResult[]> {
         encode('ContextWriteRequest', { namespace: 'bench', key: `w-${c}`, data, caller_id: 'bench' });
       const read = () =>
         encode('ContextReadRequest', { namespace: 'bench', key: 'read-me', caller_id: 'bench' });
-      await unary('ContextWrite', '/cam.syscall.SyscallService/ContextWrite', write, CONCURRENCY);
-      await unary('ContextRead', '/cam.syscall.SyscallService/ContextRead', read, CONCURRENCY);
-      for (const [label, field, request] of [
-        ['ContextRead', 'context_read', { namespace: 'bench', key: 'read-me', caller_id: 'bench' }],
-        ['ContextWrite', 'context_write', { namespace: 'bench', key: 'w-session', data, caller_id: 'bench' }],
+      const writeAt = await unary(
+        'ContextWrite',
+        '/cam.syscall.SyscallService/ContextWrite',
+        write,
+        CONCURRENCY,
+      );
+      const readAt = await unary(
+        'ContextRead',
+        '/cam.syscall.SyscallService/ContextRead',
+        read,
+        CONCURRENCY,
+        true,
+      );
+      // Sessions keep 64 calls in flight, compared with the best unary figure (c=64). One call per message,
+      // then batched (CallBatch / ResultBatch, as the SDK's SessionClient sends calls made together).
+      for (const [label, field, request, calls] of [
+        ['ContextRead', 'context_read', { namespace: 'bench', key: 'read-me', caller_id: 'bench' }, 40_000],
+        [
+          'ContextWrite',
+          'context_write',
+          { namespace: 'bench', key: 'w-session', data, caller_id: 'bench' },
+          8_000,
+        ],
       ] as const) {
-        const r = await runClient({
-          mode: 'session',
-          address: k.address,
-          protoRoot: PROTO_ROOT,
-          field,
-          request,
-          concurrency: 64,
-          calls: 20_000,
-        });
-        out.push(
-          latency(`session ${label} ${r.inFlight} in flight`, r, {
-            name: 'bare grpc-js echo c=64 p50',
-            median: round(echoAt[64]!.p50Us, 1),
-          }),
-        );
-        out.push(
-          throughput(`session ${label} ${r.inFlight} in flight throughput`, r, {
-            name: 'bare grpc-js echo c=64 throughput',
-            median: round(echoAt[64]!.throughput, 0),
-          }),
-        );
+        for (const batch of [false, true]) {
+          const r = await runClient({
+            mode: 'session',
+            address: k.address,
+            protoRoot: PROTO_ROOT,
+            field,
+            request,
+            concurrency: 64,
+            calls,
+            batch,
+          });
+          const how = batch ? 'batched' : 'one call per message';
+          out.push(
+            latency(`session ${label}, ${how}, ${r.inFlight} in flight`, r, {
+              name: 'bare grpc-js echo c=64 p50',
+              median: round(echoAt[64]!.p50Us, 1),
+            }),
+          );
+          const tput = throughput(`session ${label}, ${how}, ${r.inFlight} in flight throughput`, r, {
+            name: `unary ${label} c=64 throughput`,
+            median: round((label === 'ContextRead' ? readAt[64]! : writeAt[64]!).throughput, 0),
+          });
+          if (label === 'ContextRead') {
+            tput.target = '>= 5x unary';
+            tput.met = r.errors === 0 && r.throughput >= 5 * readAt[64]!.throughput;
+          }
+          out.push(tput);
+        }
       }
     } else {
       out.push(skipped('ContextRead/ContextWrite', k.missing.find((m) => m.name === 'memory')?.why));

@@ -5,8 +5,10 @@
 // Jobs:
 //   { mode: 'unary', address, path, payloadB64, concurrency, calls }
 //       raw bytes with identity serializers: the same client code path for the kernel and the echo baseline
-//   { mode: 'session', address, protoRoot, field, request, concurrency, calls }
-//       one cam.session.v1 stream, `concurrency` calls in flight (capped by the granted window)
+//   { mode: 'session', address, protoRoot, field, request, concurrency, calls, batch? }
+//       one cam.session.v1 stream, `concurrency` calls in flight (capped by the granted window); with
+//       `batch`, the calls sent together (the first window, then the replacements for one ResultBatch)
+//       go as one CallBatch, as the SDK's SessionClient does
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 
@@ -94,12 +96,19 @@ async function session() {
   let measuring = false;
   const warm = Math.min(500, job.calls / 10);
   let target = warm;
+  let outbox = [];
   const send = () => {
     const id = nextId++;
     sent.set(id, process.hrtime.bigint());
-    stream.write(
-      Buffer.from(ClientMessage.encode({ call: { request_id: id, [job.field]: job.request } }).finish()),
-    );
+    const call = { request_id: id, [job.field]: job.request };
+    if (job.batch) outbox.push(call);
+    else stream.write(Buffer.from(ClientMessage.encode({ call }).finish()));
+  };
+  const flush = () => {
+    if (outbox.length === 0) return;
+    const calls = outbox;
+    outbox = [];
+    stream.write(Buffer.from(ClientMessage.encode({ batch: { calls } }).finish()));
   };
   let answered = 0;
   let issued = 0;
@@ -111,20 +120,22 @@ async function session() {
       phaseDone?.();
       return;
     }
-    const r = m.result;
-    const id = Number(r.request_id);
-    const t0 = sent.get(id);
-    sent.delete(id);
-    if (measuring) lat.push(Number(process.hrtime.bigint() - t0) / 1000);
-    if (r.status && r.status.code !== 0) {
-      errors++;
-      firstError ||= `${r.status.code} ${r.status.message}`;
+    for (const r of m.results ? m.results.results : [m.result]) {
+      const id = Number(r.request_id);
+      const t0 = sent.get(id);
+      sent.delete(id);
+      if (measuring) lat.push(Number(process.hrtime.bigint() - t0) / 1000);
+      if (r.status && r.status.code !== 0) {
+        errors++;
+        firstError ||= `${r.status.code} ${r.status.message}`;
+      }
+      answered++;
+      if (issued < target) {
+        issued++;
+        send();
+      } else if (answered === issued) phaseDone?.();
     }
-    answered++;
-    if (issued < target) {
-      issued++;
-      send();
-    } else if (answered === issued) phaseDone?.();
+    flush();
   });
   stream.on('error', (e) => {
     firstError ||= `${e.code} ${e.details}`;
@@ -139,6 +150,7 @@ async function session() {
       issued++;
       send();
     }
+    flush();
     await p;
   };
   await phase(warm);

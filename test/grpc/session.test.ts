@@ -9,6 +9,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { developmentAuth } from '../../host/src/auth/config.js';
+import { MAX_SESSION_BATCH } from '../../host/src/grpc/session-service.js';
 import { CallError } from '../../sdk/src/client/connection.js';
 import { SessionClient, type SessionResult } from '../../sdk/src/client/session-client.js';
 import { SyscallClient } from '../../sdk/src/client/syscall-client.js';
@@ -175,6 +176,75 @@ describe('streaming sessions', () => {
     setTimeout(release, 100);
     await expect(p).resolves.toMatchObject({ status: expect.any(String) });
     await closing;
+  });
+
+  it('sends calls made together as one CallBatch and gets their results in ResultBatches', async () => {
+    const s = await SessionClient.open({ address: k.address });
+    expect(s.welcome?.max_batch).toBe(MAX_SESSION_BATCH);
+    const sent = s.stats.messagesSent;
+    const received = s.stats.messagesReceived;
+    const res = await Promise.all(
+      Array.from({ length: WINDOW }, (_, i) =>
+        s.call('EmitMetric', { name: 'batched', value: i, caller_id: 'b', tags: { i: String(i) } }),
+      ),
+    );
+    expect(res).toHaveLength(WINDOW);
+    expect(s.stats.messagesSent - sent).toBe(1);
+    expect(s.stats.messagesReceived - received).toBeLessThan(WINDOW);
+    const values = k.gateway.env.telemetry
+      .listSamples()
+      .filter((x) => x.name === 'batched')
+      .map((x) => x.value)
+      .sort((a, b) => a - b);
+    expect(values).toEqual(Array.from({ length: WINDOW }, (_, i) => i));
+    await s.close();
+  });
+
+  it('checks each call of a batch on its own: window, duplicate ids, missing requests', async () => {
+    const s = await SessionClient.open({ address: k.address });
+    const results: SessionResult[] = [];
+    s.onRaw = (r) => results.push(r);
+    const release = holdDispatch(k, 'HealthCheck');
+    const calls: unknown[] = [
+      { request_id: 1, emit_metric: { name: 'ok', value: 1, caller_id: 'b' } },
+      { request_id: 2 },
+      { request_id: 3, health_check: {} },
+      { request_id: 3, health_check: {} },
+    ];
+    for (let id = 4; id <= WINDOW + 3; id++) calls.push({ request_id: id, health_check: {} });
+    s.sendRaw({ batch: { calls } });
+    await waitFor(() => results.length >= 5);
+    const byId = (id: number) => results.filter((r) => Number(r.request_id) === id).map((r) => r.status.code);
+    expect(byId(1)).toEqual([0]);
+    expect(byId(2)).toEqual([grpc.status.INVALID_ARGUMENT]);
+    expect(byId(3)).toEqual([grpc.status.INVALID_ARGUMENT]); // the duplicate; the first is held
+    // Ids 3..WINDOW+1 fill the window (1 finished at once); the last two are refused.
+    expect(byId(WINDOW + 2)).toEqual([grpc.status.RESOURCE_EXHAUSTED]);
+    expect(byId(WINDOW + 3)).toEqual([grpc.status.RESOURCE_EXHAUSTED]);
+    release();
+    await waitFor(() => results.length === 5 + (WINDOW - 1));
+    for (let id = 3; id <= WINDOW + 1; id++) expect(byId(id)).toContain(0);
+    await s.close();
+  });
+
+  it('refuses a batch over max_batch call by call and keeps the stream open', async () => {
+    const s = await SessionClient.open({ address: k.address });
+    const results: SessionResult[] = [];
+    s.onRaw = (r) => results.push(r);
+    const n = MAX_SESSION_BATCH + 1;
+    s.sendRaw({
+      batch: { calls: Array.from({ length: n }, (_, i) => ({ request_id: i + 1, health_check: {} })) },
+    });
+    await waitFor(() => results.length === n);
+    expect(results.every((r) => r.status.code === grpc.status.INVALID_ARGUMENT)).toBe(true);
+    expect(results[0]!.status.message).toMatch(
+      new RegExp(`at most ${MAX_SESSION_BATCH} calls; this one carried ${n}`),
+    );
+    expect(new Set(results.map((r) => Number(r.request_id))).size).toBe(n);
+    await expect(s.call('HealthCheck', { caller_id: 'after' })).resolves.toMatchObject({
+      status: expect.any(String),
+    });
+    await s.close();
   });
 
   it('fails every pending call when the stream is dropped', async () => {

@@ -35,11 +35,17 @@ export function sessionServiceDefinition(): grpc.ServiceDefinition {
   return lenientDefinition(pkg.cam.session.v1.SessionService.service, () => 'cam.session.v1.ClientMessage');
 }
 
+type SessionCall = { request_id: number; timeout_ms: number; request?: string } & Record<string, unknown>;
+
 interface ClientMessage {
-  kind?: 'call' | 'cancel';
-  call?: { request_id: number; timeout_ms: number; request?: string } & Record<string, unknown>;
+  kind?: 'call' | 'cancel' | 'batch';
+  call?: SessionCall;
   cancel?: { request_id: number };
+  batch?: { calls?: SessionCall[] };
 }
+
+/** The most calls one CallBatch may carry (Welcome.max_batch). */
+export const MAX_SESSION_BATCH = 1024;
 
 type Duplex = grpc.ServerDuplexStream<ClientMessage, unknown>;
 
@@ -90,15 +96,29 @@ async function runSession(gw: Gateway, call: Duplex): Promise<void> {
   };
   const finishIfDone = () => {
     if (inputEnded && inflight.size === 0 && !closed) {
+      flush();
       closed = true;
       call.end();
     }
   };
+  // A client that batches gets the results that finish in the same event-loop turn as one ResultBatch.
+  let batching = false;
+  let pending: unknown[] = [];
+  const flush = () => {
+    const out = pending;
+    pending = [];
+    for (let i = 0; i < out.length; i += MAX_SESSION_BATCH) {
+      send({ results: { results: out.slice(i, i + MAX_SESSION_BATCH) } });
+    }
+  };
+  const result = (r: unknown) => {
+    if (!batching) return send({ result: r });
+    if (pending.length === 0) setImmediate(flush);
+    pending.push(r);
+  };
   const fail = (id: number, e: unknown) => {
     const err = sanitize(e);
-    send({
-      result: { request_id: id, status: { code: err.grpcCode, message: err.message, error_code: err.code } },
-    });
+    result({ request_id: id, status: { code: err.grpcCode, message: err.message, error_code: err.code } });
   };
 
   call.on('cancelled', () => {
@@ -136,14 +156,39 @@ async function runSession(gw: Gateway, call: Duplex): Promise<void> {
       }
       return;
     }
-    const c = msg.call;
-    if (msg.kind !== 'call' || !c) {
+    if (msg.kind === 'batch' && msg.batch) {
+      batching = true;
+      const calls = msg.batch.calls ?? [];
+      if (calls.length > MAX_SESSION_BATCH) {
+        for (const c of calls) {
+          fail(
+            Number(c.request_id),
+            new KernelError(
+              'KERNEL_ERR_REQUEST_INVALID',
+              `a CallBatch carries at most ${MAX_SESSION_BATCH} calls; this one carried ${calls.length}`,
+            ),
+          );
+        }
+        return;
+      }
+      for (const c of calls) start(c);
+      return;
+    }
+    if (msg.kind !== 'call' || !msg.call) {
       fail(
         0,
-        new KernelError('KERNEL_ERR_REQUEST_INVALID', 'a session message must carry a call or a cancel'),
+        new KernelError(
+          'KERNEL_ERR_REQUEST_INVALID',
+          'a session message must carry a call, a batch of calls or a cancel',
+        ),
       );
       return;
     }
+    start(msg.call);
+  });
+
+  /** Check one call against the protocol and run it; its result (or refusal) is sent when it finishes. */
+  function start(c: SessionCall): void {
     const id = Number(c.request_id);
     if (inflight.has(id)) {
       fail(id, new KernelError('KERNEL_ERR_REQUEST_INVALID', `request_id ${id} is already in flight`));
@@ -173,12 +218,10 @@ async function runSession(gw: Gateway, call: Duplex): Promise<void> {
       (res) => {
         if (entry.cancelled) return;
         inflight.delete(id);
-        send({
-          result: {
-            request_id: id,
-            status: { code: GrpcStatus.OK, message: '', error_code: '' },
-            [c.request!]: res,
-          },
+        result({
+          request_id: id,
+          status: { code: GrpcStatus.OK, message: '', error_code: '' },
+          [c.request!]: res,
         });
         finishIfDone();
       },
@@ -189,7 +232,7 @@ async function runSession(gw: Gateway, call: Duplex): Promise<void> {
         finishIfDone();
       },
     );
-  });
+  }
 
   send({
     welcome: {
@@ -198,6 +241,7 @@ async function runSession(gw: Gateway, call: Duplex): Promise<void> {
       identity: principal.id,
       auth_mode: gw.auth.mode,
       max_timeout_ms: MAX_DEADLINE_MS,
+      max_batch: MAX_SESSION_BATCH,
     },
   });
   call.resume();

@@ -2,6 +2,10 @@
  * Client for cam.session.v1.SessionService: one stream, many concurrent syscalls. `call` returns a promise
  * per syscall; results arrive in any order and are matched by request id. The client keeps within the
  * window the server granted by queueing locally, so callers may fire any number of calls.
+ *
+ * Calls made in the same synchronous run (e.g. `Promise.all` over many calls, or the continuations of the
+ * results of one ResultBatch) go out as one CallBatch when the server takes batches: one message instead of
+ * one per call, which is where a session's throughput comes from (bench/RESULTS.md, grpc suite).
  */
 import { loadProto } from '@cam-os/host/server/server.js';
 import * as grpc from '@grpc/grpc-js';
@@ -20,6 +24,8 @@ export interface Welcome {
   identity: string;
   auth_mode: string;
   max_timeout_ms: number;
+  /** The most calls one CallBatch may carry; 0 from a server that does not take batches. */
+  max_batch: number;
 }
 
 export interface SessionResult {
@@ -29,10 +35,14 @@ export interface SessionResult {
   [field: string]: unknown;
 }
 
-type SessionStream = grpc.ClientDuplexStream<
-  unknown,
-  { kind: string; welcome?: Welcome; result?: SessionResult }
->;
+interface ServerMessage {
+  kind: string;
+  welcome?: Welcome;
+  result?: SessionResult;
+  results?: { results: SessionResult[] };
+}
+
+type SessionStream = grpc.ClientDuplexStream<unknown, ServerMessage>;
 
 interface Pending {
   field: string;
@@ -50,12 +60,16 @@ export class SessionClient {
   private readonly pending = new Map<number, Pending>();
   private readonly queue: Array<{ send(): void; reject(e: unknown): void }> = [];
   private nextId = 1;
+  /** Calls written in this synchronous run, sent as one message at the end of it. */
+  private outbox: unknown[] = [];
   private ended: CallError | undefined;
   private readonly done: Promise<void>;
   welcome: Welcome | undefined;
   /** Request ids in the order their results arrived, when `recordArrivals` is set (protocol tests). */
   readonly arrivals: number[] = [];
   recordArrivals = false;
+  /** Messages written to and read from the stream (a CallBatch or a ResultBatch counts once). */
+  readonly stats = { messagesSent: 0, messagesReceived: 0 };
 
   private constructor(
     readonly opts: ConnectOptions,
@@ -117,11 +131,31 @@ export class SessionClient {
       const send = () => {
         const id = this.nextId++;
         this.pending.set(id, { field, resolve: resolve as (v: unknown) => void, reject });
-        this.stream.write({ call: { request_id: id, timeout_ms: o.timeoutMs ?? 0, [field]: req } });
+        this.enqueue({ request_id: id, timeout_ms: o.timeoutMs ?? 0, [field]: req });
       };
       if (this.pending.size < this.window) send();
       else this.queue.push({ send, reject });
     });
+  }
+
+  private enqueue(call: unknown): void {
+    const max = this.welcome?.max_batch ?? 0;
+    if (max === 0) {
+      this.stats.messagesSent++;
+      this.stream.write({ call });
+      return;
+    }
+    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    this.outbox.push(call);
+    if (this.outbox.length >= max) this.flush();
+  }
+
+  private flush(): void {
+    const calls = this.outbox;
+    if (calls.length === 0 || this.ended) return;
+    this.outbox = [];
+    this.stats.messagesSent++;
+    this.stream.write(calls.length === 1 ? { call: calls[0] } : { batch: { calls } });
   }
 
   /**
@@ -145,6 +179,7 @@ export class SessionClient {
 
   /** Half-close and wait until the server has answered everything and ended the stream. */
   async close(): Promise<void> {
+    this.flush();
     this.stream.end();
     await this.done;
     this.client.close();
@@ -156,14 +191,21 @@ export class SessionClient {
     this.client.close();
   }
 
-  private onMessage(m: { kind: string; welcome?: Welcome; result?: SessionResult }): void {
+  private onMessage(m: ServerMessage): void {
+    this.stats.messagesReceived++;
     if (m.kind === 'welcome' && m.welcome) {
       this.welcome = m.welcome;
       this.onWelcome(m.welcome);
       return;
     }
-    const r = m.result;
-    if (!r) return;
+    if (m.kind === 'results' && m.results) {
+      for (const r of m.results.results) this.onResult(r);
+      return;
+    }
+    if (m.result) this.onResult(m.result);
+  }
+
+  private onResult(r: SessionResult): void {
     const id = Number(r.request_id);
     if (this.recordArrivals) this.arrivals.push(id);
     const p = this.pending.get(id);
