@@ -2,7 +2,8 @@
  * The kernel's gRPC API against the physical floor of this machine, measured in the same run:
  *
  * - baseline: a bare grpc-js echo server (64-byte payload, identity serializers) in this process;
- * - the kernel (startKernel + gateway services + the system components) in this process;
+ * - the kernel as `cam-os up` runs it (boot(): gateway services, observability with its default trace sampling,
+ *   the signed system components, embedded kv) in this process;
  * - the load generator in a SEPARATE process (bench/grpc/client.mjs), the same code for both servers.
  *
  * Unary ContextRead / ContextWrite at concurrency 1 / 16 / 64 (p50, p99, throughput), Arbitrate, and the
@@ -15,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { PROTO_ROOT } from '../host/src/server/server.js';
-import { startTestKernel } from '../test/grpc/harness.js';
+import { bootSystemKernel, systemMissing } from '../test/system/system-kernel.js';
 import { type BenchResult, round } from './types.js';
 
 const SUITE = 'grpc';
@@ -86,9 +87,17 @@ export async function run(): Promise<BenchResult[]> {
   const data = Buffer.alloc(PAYLOAD_BYTES, 0x61);
 
   const echo = await startEcho();
-  const k = await startTestKernel();
-  const origin = k.loaded.map((l) => `${l.name}:${l.origin}`).join(', ');
-  const has = (n: string) => k.loaded.some((l) => l.name === n);
+  // The kernel exactly as `cam-os up` runs it (boot(): default config, observability with its default trace
+  // sampling, the signed system components), on a fresh data dir.
+  const missing = systemMissing();
+  if (missing) throw new Error(`the grpc bench needs the built system components: ${missing}`);
+  const sys = await bootSystemKernel();
+  const k = { address: sys.booted.address, running: sys.booted, stop: () => sys.stop() };
+  const origin = sys.booted.kernel
+    .list()
+    .map((c) => c.name)
+    .join(', ');
+  const has = (n: string) => sys.booted.kernel.has(n);
   try {
     const echoAt: Record<number, ClientResult> = {};
     for (const c of CONCURRENCY) {
@@ -222,7 +231,7 @@ export async function run(): Promise<BenchResult[]> {
         }
       }
     } else {
-      out.push(skipped('ContextRead/ContextWrite', k.missing.find((m) => m.name === 'memory')?.why));
+      out.push(skipped('ContextRead/ContextWrite', 'memory is not loaded'));
     }
 
     if (has('arbitration')) {
@@ -244,7 +253,7 @@ export async function run(): Promise<BenchResult[]> {
       });
       await unary('Arbitrate', '/cam.syscall.SyscallService/Arbitrate', () => arb, [1, 16]);
     } else {
-      out.push(skipped('Arbitrate', k.missing.find((m) => m.name === 'arbitration')?.why));
+      out.push(skipped('Arbitrate', 'arbitration is not loaded'));
     }
   } finally {
     await k.stop();
