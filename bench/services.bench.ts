@@ -11,7 +11,7 @@
  * Components come from the SDK build pipeline (cached in drivers/.cache).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -48,8 +48,12 @@ function repoRoot(): string {
 }
 
 async function build(root: string, name: string, world: string, outDir: string) {
+  // The driver's own driver.json names its entry and toolchain (memory is AssemblyScript).
+  const desc = JSON.parse(readFileSync(join(root, 'drivers', name, 'driver.json'), 'utf8')) as {
+    entry: string;
+  };
   return buildComponent({
-    entry: join(root, 'drivers', name, 'src', 'index.ts'),
+    entry: join(root, 'drivers', name, desc.entry),
     world,
     outDir,
     cacheDir: join(root, 'drivers', '.cache'),

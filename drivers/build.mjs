@@ -7,7 +7,8 @@
 //   node drivers/build.mjs [--publisher <key id> | --publisher-key <public key file>] [--cache-dir <dir>] [name...]
 //
 // The publisher may also come from $CAM_OS_PUBLISHER. Unchanged drivers are served from the build cache
-// (default drivers/.cache) in well under a second; a real componentize-js build takes ~5-14 s each.
+// (default drivers/.cache) in well under a second; a real build takes ~5-14 s with componentize-js and
+// ~2-4 s with AssemblyScript (driver.json `toolchain`: memory is compiled with asc, the others are TS).
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +49,7 @@ for (const name of names) {
   try {
     const r = await buildComponent({
       entry: join(dir, desc.entry),
+      toolchain: desc.toolchain,
       world: desc.world,
       outDir: join(dir, 'dist'),
       cacheDir,
@@ -65,7 +67,7 @@ for (const name of names) {
     });
     const ms = (performance.now() - t0).toFixed(0);
     console.log(
-      `${name}: ${r.wasmPath} ${(r.size / 2 ** 20).toFixed(1)} MiB ${r.digest} ${r.cached ? '(cached)' : '(built)'} ${ms} ms`,
+      `${name}: ${r.wasmPath} ${(r.size / 2 ** 20).toFixed(1)} MiB ${r.digest} ${r.toolchain} ${r.cached ? '(cached)' : '(built)'} ${ms} ms`,
     );
     console.log(`  imports: ${r.imports.join(', ')}`);
     if (r.manifestPath) console.log(`  manifest: ${r.manifestPath}`);

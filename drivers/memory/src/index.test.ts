@@ -90,7 +90,8 @@ function flakyKv(kv: KvStore): KvStore {
 beforeAll(async () => {
   outDir = await mkdtemp(join(tmpdir(), 'cam-mem-build-'));
   built = await buildComponent({
-    entry: join(ROOT, 'drivers/memory/src/index.ts'),
+    entry: join(ROOT, 'drivers/memory/assembly/index.ts'),
+    toolchain: 'assemblyscript',
     world: 'memory-component',
     outDir,
     cacheDir: join(ROOT, 'drivers/.cache'),

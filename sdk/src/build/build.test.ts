@@ -1,7 +1,8 @@
 /**
- * The build pipeline: esbuild diagnostics mapped to source lines, refusals before any work, and one real
+ * The build pipeline: esbuild diagnostics mapped to source lines, refusals before any work, one real
  * componentize-js build of a small driver (cached across runs) that is stamped, described by a valid
- * manifest, and runs in a real kernel.
+ * manifest, and runs in a real kernel; and the same for a small AssemblyScript driver (its toolchain named
+ * by its driver.json), with asc diagnostics and the checks on its exports, imports and sources.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -221,5 +222,162 @@ describe('a real build', () => {
     } finally {
       await h.stop();
     }
+  });
+});
+
+/** A driver (world `driver`) in AssemblyScript, with the canonical-ABI glue written out by hand. */
+const AS_DRIVER = `// @ts-ignore: decorator
+@external('cam:kernel/log@0.1.0', 'log')
+declare function log(level: i32, mp: usize, ml: usize, fp: usize, fl: usize): void;
+
+const RET: usize = heap.alloc(32);
+// Every allocation of a call, freed by its post-return.
+const CALL: usize = heap.alloc(1024);
+let allocated = 0;
+
+export function cabi_realloc(old: usize, oldSize: usize, align: usize, size: usize): usize {
+  if (allocated == 256) unreachable();
+  const p = heap.alloc(size);
+  if (old != 0) memory.copy(p, old, oldSize < size ? oldSize : size);
+  store<usize>(CALL + (<usize>allocated << 2), p);
+  allocated++;
+  return p;
+}
+
+function freeCall(): void {
+  for (let i = 0; i < allocated; i++) heap.free(load<usize>(CALL + (<usize>i << 2)));
+  allocated = 0;
+}
+
+function empty(): usize {
+  memory.fill(RET, 0, 32);
+  return RET;
+}
+
+export function lifecycle__init(ptr: usize, len: usize): usize { return empty(); }
+export function cabi_post_lifecycle__init(ret: usize): void { freeCall(); }
+export function lifecycle__health(): usize { return empty(); }
+export function lifecycle__export_state(): usize { return empty(); }
+export function lifecycle__import_state(ptr: usize, len: usize): usize { return empty(); }
+export function cabi_post_lifecycle__import_state(ret: usize): void { freeCall(); }
+
+/** echo: returns the payload (and logs the op); any other op: unimplemented, with the op as message. */
+export function handler__handle(op: usize, opLen: usize, payload: usize, len: usize): usize {
+  empty();
+  if (opLen == 4 && load<u32>(op) == 0x6f686365) {
+    log(2, op, opLen, 0, 0);
+    store<usize>(RET, payload, 4);
+    store<usize>(RET, len, 8);
+  } else {
+    store<u8>(RET, 1);
+    store<u8>(RET, 8, 4);
+    store<usize>(RET, op, 8);
+    store<usize>(RET, opLen, 12);
+  }
+  return RET;
+}
+export function cabi_post_handler__handle(ret: usize): void { freeCall(); }
+`;
+
+describe('an AssemblyScript build', () => {
+  let asDir: string;
+  const entry = () => join(asDir, 'assembly', 'index.ts');
+
+  async function asSource(text: string, name = 'index.ts'): Promise<string> {
+    const file = join(asDir, 'assembly', name);
+    await writeFile(file, text);
+    return file;
+  }
+
+  beforeAll(async () => {
+    asDir = join(dir, 'as-driver');
+    await mkdir(join(asDir, 'assembly'), { recursive: true });
+    await writeFile(
+      join(asDir, 'driver.json'),
+      JSON.stringify({ name: 'as-echo', toolchain: 'assemblyscript', entry: 'assembly/index.ts' }),
+    );
+  });
+
+  it('compiles with asc (toolchain from driver.json), stamps, caches, and runs in a real kernel', {
+    timeout: 120_000,
+  }, async () => {
+    await asSource(AS_DRIVER);
+    const opts = {
+      entry: entry(),
+      world: 'driver',
+      outDir: join(asDir, 'dist'),
+      cacheDir: join(asDir, 'cache'),
+    };
+    const first = await buildComponent({
+      ...opts,
+      manifest: { name: 'as-echo', version: '1.0.0', publisher: PUBLISHER },
+    });
+    expect(first).toMatchObject({
+      toolchain: 'assemblyscript',
+      cached: false,
+      imports: ['cam:kernel/log@0.1.0'],
+    });
+    const second = await buildComponent(opts);
+    expect(second).toMatchObject({ cached: true, digest: first.digest });
+    const bytes = await readFile(first.wasmPath);
+    expect(Buffer.from(customSections(bytes).get('cam-os:abi')!).toString()).toBe('0.1.0');
+    expect(parseManifest(JSON.parse(await readFile(first.manifestPath!, 'utf8')))).toMatchObject({
+      component: { digest: first.digest, size: first.size },
+      capabilities: { imports: ['cam:kernel/log@0.1.0'] },
+    });
+
+    const h = await ComponentHarness.start();
+    try {
+      await h.load({ name: 'as-echo', wasmPath: first.wasmPath, imports: first.imports });
+      const call = (op: string, payload = new Uint8Array()) =>
+        h.call<Uint8Array>('as-echo', 'cam:kernel/handler', 'handle', op, payload);
+      expect(Buffer.from(await call('echo', new Uint8Array([1, 2, 3])))).toEqual(Buffer.from([1, 2, 3]));
+      expect(h.logs.at(-1)).toMatchObject({ component: 'as-echo', level: 'info', msg: 'echo' });
+      await expect(call('nope')).rejects.toMatchObject({ status: 'UNIMPLEMENTED', message: 'nope' });
+    } finally {
+      await h.stop();
+    }
+
+    // A change anywhere in the source folder is a new build.
+    await asSource('// a helper nobody imports yet\n', 'helper.ts');
+    expect((await buildComponent(opts)).cached).toBe(false);
+  });
+
+  it('maps asc errors to file:line:column of the source', { timeout: 60_000 }, async () => {
+    const file = await asSource('export function handler__handle(): usize {\n  return missing;\n}\n');
+    const e = await buildError(buildComponent({ entry: file, world: 'driver', outDir: join(asDir, 'dist') }));
+    expect(e.diagnostics[0]).toMatchObject({ line: 2, column: 10 });
+    expect(e.message).toContain(":2:10: TS2304: Cannot find name 'missing'.");
+  });
+
+  it('refuses exports without a WIT name, imports outside the world, and sources outside the folder', {
+    timeout: 60_000,
+  }, async () => {
+    const build = (file: string) =>
+      buildError(buildComponent({ entry: file, world: 'driver', outDir: join(asDir, 'dist') }));
+    const named = await build(await asSource('export function handle(): void {}\n'));
+    expect(named.message).toContain("export 'handle' does not name a WIT function");
+    const imported = await build(
+      await asSource(
+        "// @ts-ignore: decorator\n@external('env', 'now')\ndeclare function now(): i64;\nexport function lifecycle__health(): i64 { return now(); }\n",
+      ),
+    );
+    expect(imported.message).toContain("imports 'env#now'");
+    await writeFile(join(asDir, 'outside.ts'), 'export const X: i32 = 1;\n');
+    const outside = await build(
+      await asSource(
+        "import { X } from '../outside';\nexport function lifecycle__health(): i32 { return X; }\n",
+      ),
+    );
+    expect(outside.message).toContain('imports sources outside its folder');
+    const unknown = await buildError(
+      buildComponent({
+        entry: entry(),
+        world: 'driver',
+        outDir: join(asDir, 'dist'),
+        toolchain: 'rust' as never,
+      }),
+    );
+    expect(unknown.message).toContain("unknown toolchain 'rust'");
   });
 });

@@ -1,34 +1,51 @@
 /**
- * Build a CAM-OS component from a TypeScript entry:
+ * Build a CAM-OS component from a TypeScript entry, with one of two toolchains:
  *
- *   esbuild bundle (bundle.ts) -> componentize-js 0.23 (JS API, WIT as one string, every WASI feature off)
+ *   componentize-js (the default): esbuild bundle (bundle.ts) -> componentize-js 0.23 (JS API, WIT as one
+ *     string, every WASI feature off): the guest JS runs in SpiderMonkey's interpreter inside wasm;
+ *   assemblyscript: asc compiles the entry's folder to a core module, whose hand-written canonical-ABI
+ *     exports are renamed and wrapped into a component (assemblyscript.ts): compiled code, for system
+ *     components on the hot path (the memory component);
+ *
  *   -> custom section `cam-os:abi` = the WIT version -> atomic write of `<outDir>/<name>.wasm`
  *   -> optionally `<outDir>/manifest.json` (cam-os/manifest@1, unsigned; a signing step adds signatures).
  *
- * componentize-js takes ~5-14 s per build, so the stamped result is cached under `cacheDir` by the sha-256
- * of everything that determines it: the bundled JS, the WIT text, the world, the WIT version, the source
- * name, the componentize-js version and this pipeline's format number. An unchanged driver rebuilds from the cache in
- * the time esbuild takes plus one file copy. Cache entries are verified against their recorded digest
- * before use, so a torn or tampered cache file is rebuilt rather than shipped.
+ * componentize-js takes ~5-14 s per build and asc ~2-7 s, so the stamped result is cached under `cacheDir`
+ * by the sha-256 of everything that determines it: the bundled JS (componentize-js) or every file of the
+ * entry's folder and the compiler flags (assemblyscript), the WIT text, the world, the WIT version, the
+ * source name, the toolchain's version and this pipeline's format number. An unchanged driver rebuilds
+ * from the cache in the time esbuild (or hashing the sources) takes plus one file copy. Cache entries are
+ * verified against their recorded digest before use, so a torn or tampered cache file is rebuilt rather
+ * than shipped.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { addCustomSection } from '@cam-os/host/component/wasm-binary.js';
 import { ABI_SECTION } from '@cam-os/host/kernel/kernel.js';
 import { writeFileAtomic } from '@cam-os/host/trust/atomic-file.js';
 import { listWorlds, SUPPORTED_WIT_VERSIONS, witSource } from '@cam-os/host/wit/source.js';
+import { ASC_FLAGS, ascVersion, buildAssemblyScript, sourceFiles } from './assemblyscript.js';
 import { BuildError, bundleEntry } from './bundle.js';
 import { type ManifestInput, manifestFor } from './manifest.js';
 
 /** Bump when the pipeline changes what it produces from the same inputs. */
 const BUILD_FORMAT = 1;
 
+/** How the entry becomes a component. */
+export type Toolchain = 'componentize-js' | 'assemblyscript';
+export const TOOLCHAINS: readonly Toolchain[] = ['componentize-js', 'assemblyscript'];
+
 export interface BuildOptions {
   /** The TypeScript (or JavaScript) entry module; it exports the world's interfaces. */
   entry: string;
+  /**
+   * Default: the `toolchain` of the driver.json beside the entry's folder (or in it), else componentize-js.
+   * An AssemblyScript entry's folder holds all its sources (they are what the build cache key covers).
+   */
+  toolchain?: Toolchain;
   /** A world of `cam:kernel@<witVersion>`, e.g. `memory-component`. */
   world: string;
   /** Default: the newest version the host supports. */
@@ -45,7 +62,10 @@ export interface BuildOptions {
   onProgress?: (stage: BuildStage) => void;
 }
 
-/** Stages of a build, in order; `cached` replaces `componentize` on a cache hit. */
+/**
+ * Stages of a build, in order; `cached` replaces `componentize` on a cache hit. `componentize` is making
+ * the component (componentize-js, or asc + wasm-tools); an AssemblyScript build has no `bundle` stage.
+ */
 export type BuildStage = 'bundle' | 'cached' | 'componentize' | 'write';
 
 export interface BuildResult {
@@ -53,12 +73,13 @@ export interface BuildResult {
   /** `sha256:<hex>` of the component bytes, as the kernel and the manifest spell it. */
   digest: string;
   size: number;
-  /** True when componentize-js did not run. */
+  /** True when the component came from the build cache (componentize-js or asc did not run). */
   cached: boolean;
   /** Interfaces the component imports, with versions (`cam:kernel/kv@0.1.0`). */
   imports: string[];
   manifestPath?: string;
   witVersion: string;
+  toolchain: Toolchain;
 }
 
 interface CacheMeta {
@@ -157,6 +178,48 @@ async function componentizeBundle(
   };
 }
 
+/** The toolchain a driver.json next to (or one folder above) the entry names, if any. */
+function toolchainOf(entry: string): Toolchain {
+  const folder = dirname(resolve(entry));
+  for (const dir of [folder, dirname(folder)]) {
+    const file = join(dir, 'driver.json');
+    if (!existsSync(file)) continue;
+    let declared: unknown;
+    try {
+      declared = (JSON.parse(readFileSync(file, 'utf8')) as { toolchain?: unknown }).toolchain;
+    } catch (e) {
+      throw new BuildError(`${file}: ${(e as Error).message}`);
+    }
+    if (declared === undefined) return 'componentize-js';
+    if (!(TOOLCHAINS as readonly unknown[]).includes(declared)) {
+      throw new BuildError(
+        `${file}: unknown toolchain ${JSON.stringify(declared)} (known: ${TOOLCHAINS.join(', ')})`,
+      );
+    }
+    return declared as Toolchain;
+  }
+  return 'componentize-js';
+}
+
+async function assemblyScriptBuild(
+  entry: string,
+  wit: string,
+  world: string,
+  witVersion: string,
+): Promise<{ bytes: Uint8Array; meta: CacheMeta }> {
+  const out = await buildAssemblyScript(entry, wit, world, witVersion);
+  const bytes = addCustomSection(out.component, ABI_SECTION, new TextEncoder().encode(witVersion));
+  return {
+    bytes,
+    meta: {
+      format: BUILD_FORMAT,
+      digest: `sha256:${sha256Hex(bytes)}`,
+      size: bytes.length,
+      imports: out.imports,
+    },
+  };
+}
+
 export async function buildComponent(options: BuildOptions): Promise<BuildResult> {
   const witVersion = options.witVersion ?? SUPPORTED_WIT_VERSIONS.at(-1)!;
   if (!(SUPPORTED_WIT_VERSIONS as readonly string[]).includes(witVersion)) {
@@ -179,21 +242,46 @@ export async function buildComponent(options: BuildOptions): Promise<BuildResult
   const outDir = resolve(options.outDir);
   const cacheDir = resolve(options.cacheDir ?? join(outDir, '.cache'));
   const wit = witSource(witVersion);
+  if (options.toolchain !== undefined && !TOOLCHAINS.includes(options.toolchain)) {
+    throw new BuildError(`unknown toolchain '${options.toolchain}' (known: ${TOOLCHAINS.join(', ')})`);
+  }
+  const toolchain = options.toolchain ?? toolchainOf(options.entry);
 
-  options.onProgress?.('bundle');
-  const bundle = await bundleEntry(options.entry, witVersion);
-  const key = sha256Hex(
-    [
-      `format ${BUILD_FORMAT}`,
-      `componentize-js ${componentizeJsVersion()}`,
-      witVersion,
-      options.world,
-      // Stack traces inside the component name this file, so it is part of what gets built.
-      `${name}.js`,
-      wit,
-      bundle.code,
-    ].join('\0'),
-  );
+  let key: string;
+  let produce: () => Promise<{ bytes: Uint8Array; meta: CacheMeta }>;
+  if (toolchain === 'assemblyscript') {
+    const files = await sourceFiles(options.entry);
+    key = sha256Hex(
+      [
+        `format ${BUILD_FORMAT}`,
+        `assemblyscript ${ascVersion()}`,
+        ASC_FLAGS.join(' '),
+        witVersion,
+        options.world,
+        wit,
+        `entry ${relative(dirname(resolve(options.entry)), resolve(options.entry))}`,
+        ...files.map(([path, bytes]) => `${path} ${sha256Hex(bytes)}`),
+      ].join('\0'),
+    );
+    produce = () => assemblyScriptBuild(options.entry, wit, options.world, witVersion);
+  } else {
+    options.onProgress?.('bundle');
+    const bundle = await bundleEntry(options.entry, witVersion);
+    key = sha256Hex(
+      [
+        `format ${BUILD_FORMAT}`,
+        `componentize-js ${componentizeJsVersion()}`,
+        witVersion,
+        options.world,
+        // Stack traces inside the component name this file, so it is part of what gets built.
+        `${name}.js`,
+        wit,
+        bundle.code,
+      ].join('\0'),
+    );
+    produce = () =>
+      componentizeBundle(bundle.code, wit, options.world, witVersion, `${name}.js`, options.entry);
+  }
 
   let cached = true;
   let built = await readCache(cacheDir, key);
@@ -203,14 +291,7 @@ export async function buildComponent(options: BuildOptions): Promise<BuildResult
     let job = inflight.get(key);
     if (!job) {
       job = (async () => {
-        const result = await componentizeBundle(
-          bundle.code,
-          wit,
-          options.world,
-          witVersion,
-          `${name}.js`,
-          options.entry,
-        );
+        const result = await produce();
         await mkdir(cacheDir, { recursive: true });
         // Bytes first: a reader that finds the meta file finds complete bytes beside it.
         await writeFileAtomic(join(cacheDir, `${key}.wasm`), result.bytes);
@@ -243,6 +324,7 @@ export async function buildComponent(options: BuildOptions): Promise<BuildResult
     cached,
     imports: built.meta.imports,
     witVersion,
+    toolchain,
   };
   if (manifest) {
     result.manifestPath = join(outDir, 'manifest.json');

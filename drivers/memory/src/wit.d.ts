@@ -1,2 +1,0 @@
-// The WIT types of this component, generated from wit/ (see sdk/src/wit/guest-types.ts).
-/// <reference path="../../../sdk/generated/kernel@0.1.0/memory-component.d.ts" />
