@@ -78,7 +78,7 @@ describe('cam-os driver (CLI)', () => {
       expect(r.stderr).toMatch(
         /drv\/src\/index\.ts:\d+:7: error: Type 'string' is not assignable to type 'number'\. \(TS2322\)/,
       );
-      expect(r.stderr).not.toContain('componentize-js: JS');
+      expect(r.stderr).not.toContain('building the WebAssembly component');
     } finally {
       await restore();
     }

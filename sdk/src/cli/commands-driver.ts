@@ -52,7 +52,8 @@ function progress(io: Io, enabled: boolean) {
     typecheck: 'type-checking (tsc, skipped when unchanged)',
     bundle: 'bundling TypeScript (esbuild)',
     cached: 'component found in the build cache (inputs unchanged)',
-    componentize: 'componentize-js: JS -> WebAssembly component (~5-15 s)',
+    // The stage is called componentize for both toolchains (build.ts); only TypeScript drivers bundle first.
+    componentize: 'building the WebAssembly component (componentize-js ~5-15 s, AssemblyScript ~3-7 s)',
     write: 'stamping the ABI and writing dist/',
   };
   return {
