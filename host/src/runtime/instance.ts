@@ -40,8 +40,8 @@ export interface InstanceOptions {
   startTimeoutMs?: number;
 }
 
-/** How often the kernel looks at which call of a batch is running, to hold it to its deadline (ms). */
-const BATCH_DEADLINE_POLL_MS = 5;
+/** How often a sleeping kernel thread looks for its answer and at the running call's deadline (ms); see receive(). */
+const DEADLINE_POLL_MS = 5;
 
 /** One call of a batch (Instance.callMany). */
 export interface BatchCall {
@@ -80,6 +80,8 @@ export class Instance {
   private readonly worker: Worker;
   private respSeen = 0;
   private wake: (() => void) | undefined;
+  /** Answers the deadline poll found while this thread slept (a wake-up message late or missing). */
+  pollRescues = 0;
   private readonly spin: AdaptiveSpin;
   private exited = false;
   private exitWaiters: Array<() => void> = [];
@@ -392,7 +394,10 @@ export class Instance {
       if (check()) return; // the worker answered between the spin and the flag
       const deadlineAt = () => (typeof deadline === 'number' ? deadline : deadline());
       const expire = () => {
-        if (check()) return;
+        if (check()) {
+          this.pollRescues++;
+          return;
+        }
         const at = deadlineAt();
         if (Date.now() < at) {
           timer = setTimeout(expire, nextCheck(at));
@@ -409,13 +414,12 @@ export class Instance {
           ),
         );
       };
-      // A batch's running call changes without telling this thread: look again every few ms, so a runaway
-      // in a batch is stopped about as promptly as one called alone.
-      const nextCheck = (at: number) =>
-        Math.max(
-          0,
-          Math.min(at - Date.now(), typeof deadline === 'number' ? Infinity : BATCH_DEADLINE_POLL_MS),
-        );
+      // Look again every few ms rather than only at the deadline: a batch's running call changes without
+      // telling this thread (so a runaway in a batch is stopped about as promptly as one called alone), and
+      // the worker's wake-up message has been seen to go missing under load (a call then sat answered
+      // until its deadline, both threads idle; not reproduced on demand, cause unknown). The poll bounds
+      // such a stall to a few ms; `pollRescues` counts answers found by it while this thread slept.
+      const nextCheck = (at: number) => Math.max(0, Math.min(at - Date.now(), DEADLINE_POLL_MS));
       timer = setTimeout(expire, nextCheck(deadlineAt()));
     });
   }

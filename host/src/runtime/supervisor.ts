@@ -44,6 +44,8 @@ export interface SupervisorStatus {
   calls: number;
   /** Calls that reached an instance in a batch with others (queued while every instance was busy). */
   batchedCalls: number;
+  /** Answers the kernel found by polling while it slept, not by the worker's wake-up (see Instance.receive). */
+  pollRescues: number;
   failedCalls: number;
   queued: number;
   lastError: { kind: InstanceFault['kind']; message: string; at: string } | undefined;
@@ -353,6 +355,7 @@ export class Supervisor {
       restarts: this.restarts,
       calls: this.calls,
       batchedCalls: this.batchedCalls,
+      pollRescues: [...this.all].reduce((n, i) => n + i.pollRescues, 0),
       failedCalls: this.failedCalls,
       queued: this.queue.length,
       lastError: this.lastError,
