@@ -53,7 +53,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** A TCP forwarder that can blackhole its traffic. */
+/**
+ * A TCP forwarder that can blackhole its traffic. Both of its sockets run without Nagle's algorithm, like
+ * the kernels' own (grpc-js sets TCP_NODELAY): with it, a hop that relays the small TLS records of one
+ * HTTP/2 frame held each behind the peer's delayed ACK, adding up to ~40 ms to a replicated write (measured:
+ * p99 of the proxy leg 44 ms with Nagle, 5 ms without) that no network between kernels would add.
+ */
 export class TcpProxy {
   private server: net.Server | undefined;
   private readonly pairs = new Set<[net.Socket, net.Socket | undefined]>();
@@ -65,7 +70,7 @@ export class TcpProxy {
   ) {}
 
   async start(): Promise<void> {
-    this.server = net.createServer((client) => {
+    this.server = net.createServer({ noDelay: true }, (client) => {
       const pair: [net.Socket, net.Socket | undefined] = [client, undefined];
       this.pairs.add(pair);
       const drop = () => {
@@ -76,7 +81,7 @@ export class TcpProxy {
       client.on('error', drop);
       client.on('close', drop);
       if (this.blackholed) return; // accepted, never forwarded: the dialer hangs like on a dead network
-      const upstream = net.connect(this.target, '127.0.0.1');
+      const upstream = net.connect({ port: this.target, host: '127.0.0.1', noDelay: true });
       pair[1] = upstream;
       upstream.on('error', drop);
       upstream.on('close', drop);

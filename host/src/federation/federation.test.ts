@@ -1,17 +1,19 @@
 /**
- * Unit tests of the federation host pieces that are pure functions: the config section, the frame codec,
- * and the plan of memory writes for a peer update. The data paths are tested with real kernel processes in
- * test/federation and with the real component in drivers/federation.
+ * Unit tests of the federation host pieces that stand alone: the config section, the frame codec, the plan
+ * of memory writes for a peer update, a link's frame order, the reconnect delay, and the cut of a peer
+ * update to what a node lacks. The data paths are tested with real kernel processes in test/federation and
+ * with the real component in drivers/federation.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import * as Y from 'yjs';
 import { KernelError } from '../errors.js';
 import { loadConfig } from '../server/config.js';
 import { namespaceMatches, parseFederationConfig } from './config.js';
-import { ENTRY_META, ORIGIN_META, plan } from './node.js';
-import { decodeFrame, encodeFrame, FrameError, pack, unpack } from './wire.js';
+import { ENTRY_META, Link, lacking, ORIGIN_META, plan, reconnectDelay } from './node.js';
+import { decodeFrame, encodeFrame, type Frame, FrameError, pack, unpack } from './wire.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cam-fed-config-'));
 for (const f of ['ca.crt', 'peer.crt', 'peer.key', 'me.crt', 'me.key']) writeFileSync(join(dir, f), 'pem');
@@ -187,5 +189,88 @@ describe('plan of memory writes for a peer update', () => {
       [ORIGIN_META, 'a'],
       [ENTRY_META, '1.0'],
     ]);
+  });
+});
+
+describe('a peer link', () => {
+  /** A link over a fake stream: the frames written to it, decoded. */
+  const fakeLink = () => {
+    const written: Frame[] = [];
+    const stream = { write: (b: Buffer) => written.push(decodeFrame(b)), end: () => undefined };
+    return { link: new Link(stream as never, 'in', 'peer:1'), written };
+  };
+  const members = [{ node: 'a', address: '127.0.0.1:1' }];
+  const payload = new Uint8Array([1]);
+
+  it('sends nothing before its hello (the peer drops a link whose first frame is not one), then in order', () => {
+    const { link, written } = fakeLink();
+    link.send({ t: 'ping', payload: new Uint8Array(0) });
+    link.send({ t: 'update', payload });
+    expect(written).toEqual([]);
+    expect(link.ready).toBe(false);
+    link.send({ t: 'hello', node: 'a', address: 'x:1', members, payload });
+    expect(written.map((f) => f.t)).toEqual(['hello', 'ping', 'update']);
+    expect(link.ready).toBe(true);
+    link.send({ t: 'sv', members, payload });
+    expect(written.map((f) => f.t)).toEqual(['hello', 'ping', 'update', 'sv']);
+  });
+
+  it('drops what it held when closed before its hello', () => {
+    const { link, written } = fakeLink();
+    link.send({ t: 'update', payload });
+    link.close();
+    link.send({ t: 'hello', node: 'a', address: 'x:1', members, payload });
+    expect(written).toEqual([]);
+  });
+});
+
+describe('reconnect delay', () => {
+  const c = { reconnectMinMs: 50, reconnectMaxMs: 500 };
+
+  it('backs off exponentially with jitter up to the maximum', () => {
+    expect(reconnectDelay(1, 0, c, 1)).toBe(50);
+    expect(reconnectDelay(1, 0, c, 0)).toBe(25);
+    expect(reconnectDelay(3, 0, c, 1)).toBe(200);
+    expect(reconnectDelay(10, 0, c, 1)).toBe(500);
+  });
+
+  it('counts from the start of the failed attempt: one that hung through a partition redials at once', () => {
+    expect(reconnectDelay(10, 120, c, 1)).toBe(380);
+    expect(reconnectDelay(10, 3000, c, 1)).toBe(0);
+  });
+});
+
+describe('what of a peer update a node lacks', () => {
+  const doc = (client: number, keys: string[]) => {
+    const d = new Y.Doc();
+    d.clientID = client;
+    for (const k of keys) d.getMap('v:shared').set(k, `${client}:${k}`);
+    return d;
+  };
+
+  it('nothing when the node has every struct of it, the missing part otherwise', () => {
+    const a = doc(1, ['x', 'y']);
+    const b = doc(2, ['z']);
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a));
+    expect(lacking(Y.encodeStateAsUpdate(a), Y.encodeStateVector(b))).toBeUndefined();
+    // b has x and y; after a writes w, the cut of a's whole state holds only w, and brings b level.
+    a.getMap('v:shared').set('w', 'later');
+    const whole = Y.encodeStateAsUpdate(a);
+    const rest = lacking(whole, Y.encodeStateVector(b))!;
+    expect(rest.byteLength).toBeLessThan(whole.byteLength);
+    Y.applyUpdate(b, rest);
+    expect(b.getMap('v:shared').get('w')).toBe('later');
+    expect(b.getMap('v:shared').get('x')).toBe('1:x');
+  });
+
+  it('keeps overwrites: the cut update still replaces an overwritten value', () => {
+    const a = doc(1, ['k']);
+    const b = new Y.Doc();
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a));
+    a.getMap('v:shared').set('k', 'second');
+    const rest = lacking(Y.encodeStateAsUpdate(a), Y.encodeStateVector(b))!;
+    Y.applyUpdate(b, rest);
+    expect(b.getMap('v:shared').get('k')).toBe('second');
+    expect(lacking(Y.encodeStateAsUpdate(a), Y.encodeStateVector(b))).toBeUndefined();
   });
 });

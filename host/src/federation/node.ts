@@ -4,20 +4,24 @@
  *
  * - local write in a federated namespace -> memory (by the ContextWrite syscall) -> federation component
  *   `record-local-change` (durable) -> the Yjs update goes to every live peer;
- * - peer update -> component `apply-update` (durable) -> what it reports is written into memory.
+ * - peer update -> component `apply-update` (staged) -> what it reports is written into memory ->
+ *   `commit-applied` (durable, lazily).
  *
  * A remote apply runs alone (`exclusive`), and local writes of one key run one after another
- * (`localWrite`), so memory's latest version of a key is always the document's current value. A peer's update becomes durable in the document only after its memory writes succeeded
- * (`commit-applied`): a crash in between loses the staged part of the document, which peers send again
- * at the next anti-entropy round, so no replicated write is lost (at worst one is stored twice). Because
- * of that, the commit is lazy (COMMIT_AFTER_MS after the last apply, or before the next local write, in
- * the component): one kv write per burst of peer updates instead of one per update.
+ * (`localWrite`), so memory's latest version of a key is always the document's current value. A peer's
+ * update becomes durable in the document only after its memory writes succeeded (`commit-applied`): a
+ * crash in between loses the staged part of the document, which peers send again at the next anti-entropy
+ * round, so no replicated write is lost (at worst one is stored twice). Because of that, the commit is lazy
+ * (COMMIT_AFTER_MS after an apply or a local write, or with the next local write, in the component): one
+ * kv write per burst of peer updates instead of one per update, and the component compacts its log there,
+ * off the write path.
  *
  * What replicates, when and to whom is decided by the federation component (the document and its sync);
  * this file moves bytes and keeps links alive.
  */
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import * as Y from 'yjs';
 import { KernelError } from '../errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import {
@@ -45,6 +49,14 @@ import {
 
 export const FEDERATION_IFACE = 'cam:kernel/federation';
 const COMMIT_AFTER_MS = 1000;
+/**
+ * Peer updates at least this large (anti-entropy diffs, in practice) are first cut down to what this node
+ * lacks, on the host (Yjs's diffUpdate against the component's state vector): after a partition every peer
+ * answers a hello with the same diff, and applying a 1,000-write update that holds nothing new still costs
+ * the component ~0.1 s. After such an update the node also tells its peers its new state vector at once
+ * (their view of its lag, and their next diff, need not wait for a heartbeat).
+ */
+const LARGE_UPDATE_BYTES = 64 * 1024;
 /** write-many calls carry at most this many writes / data bytes (the call channel carries 16 MiB). */
 const MEMORY_CHUNK_WRITES = 1_000;
 const MEMORY_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -89,10 +101,18 @@ interface PlannedWrite {
 
 type Stream = grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
 
-class Link {
+/** One peer link (either direction). Exported for tests. */
+export class Link {
   peer: string | undefined;
-  lastHeard = Date.now();
+  readonly openedAt = Date.now();
+  lastHeard = this.openedAt;
   closed = false;
+  /**
+   * Frames sent before this node's hello went out on the link, held back: the peer closes a link whose first
+   * frame is not a hello (an acceptor's hello waits for the component's state vector, and meanwhile a
+   * heartbeat, a local write or an anti-entropy diff may want the link).
+   */
+  private held: Frame[] | undefined = [];
   /** With `federation.identity`: the handshake in progress, then the open channel and the node it proved. */
   handshake: ChannelInitiator | ChannelResponder | undefined;
   channel: SecureChannel | undefined;
@@ -103,14 +123,31 @@ class Link {
     readonly address: string,
     readonly client?: grpc.Client,
   ) {}
+  /** Whether this node's hello went out: frames sent now are not held back. */
+  get ready(): boolean {
+    return this.held === undefined;
+  }
   send(f: Frame): void {
     if (this.closed) return;
+    if (this.held && f.t !== 'hello') {
+      this.held.push(f);
+      return;
+    }
+    this.write(f);
+    if (f.t === 'hello' && this.held) {
+      const held = this.held;
+      this.held = undefined;
+      for (const h of held) this.write(h);
+    }
+  }
+  private write(f: Frame): void {
     const bytes = encodeFrame(f);
     this.stream.write(this.channel ? encodeFrame({ t: 'sealed', payload: this.channel.seal(bytes) }) : bytes);
   }
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.held) this.held.length = 0;
     if (this.direction === 'out') {
       (this.stream as grpc.ClientDuplexStream<Buffer, Buffer>).cancel();
       this.client?.close();
@@ -202,6 +239,19 @@ export class FederationNode {
   private readonly localDrained: Array<() => void> = [];
   private readonly keyChains = new Map<string, Promise<unknown>>();
   private commitTimer: NodeJS.Timeout | undefined;
+  /**
+   * Bumped after every call that may change the document (record, apply, discard): a diff computed at
+   * generation g is still what a peer with the same state vector lacks while the generation is g.
+   */
+  private docGen = 0;
+  /**
+   * The last anti-entropy diff, shared by every request for the same state vector at the same generation,
+   * also while it is being computed: after a partition the peers on the other side share one state vector,
+   * and each peer's hello arrives on both links between the two nodes.
+   */
+  private lastDiff: { gen: number; sv: string; diff: Promise<Uint8Array> } | undefined;
+  /** The component's state vector as of generation `gen` (a hello need not wait behind a busy component). */
+  private lastSv: { gen: number; sv: Uint8Array } | undefined;
   /** With `federation.identity`: this node's key pair and the key id each peer node must prove. */
   private identity:
     | { pair: PublisherKeyPair; keyOf: Map<string, string>; lookup: TrustKeyLookup }
@@ -376,11 +426,18 @@ export class FederationNode {
    * (durable before it returns) and send the update to every live peer. Call inside `localWrite`.
    */
   async recordLocal(change: Change): Promise<void> {
-    const update = await this.fed<Uint8Array | undefined>('record-local-change', change);
+    let update: Uint8Array | undefined;
+    try {
+      update = await this.fed<Uint8Array | undefined>('record-local-change', change);
+    } finally {
+      this.docGen++;
+    }
     if (!update) return;
     this.counters.localWrites++;
     const frame: Frame = { t: 'update', payload: update };
     for (const l of this.onePerPeer()) l.send(frame);
+    // The component compacts its log in commit-applied, off the write path: give it the chance.
+    this.scheduleCommit();
   }
 
   private async loadIdentity(): Promise<void> {
@@ -473,11 +530,22 @@ export class FederationNode {
 
   private async applyRemote(update: Uint8Array, from: Link): Promise<void> {
     this.pendingApplies++;
+    const large = update.byteLength >= LARGE_UPDATE_BYTES;
     await this.exclusive(async () => {
       const t0 = performance.now();
-      const res = await this.fed<ApplyResult>('apply-update', update);
+      let bytes: Uint8Array | undefined = update;
+      if (large) {
+        bytes = lacking(update, await this.stateVector());
+        if (!bytes) return;
+      }
+      let res: ApplyResult;
+      try {
+        res = await this.fed<ApplyResult>('apply-update', bytes);
+      } finally {
+        this.docGen++;
+      }
       this.counters.remoteUpdates++;
-      if (res.incomplete) this.sendSv(from);
+      if (res.incomplete) this.sendSv([from]);
       const writes = plan(res.changes);
       if (writes.length === 0) {
         this.scheduleCommit();
@@ -488,14 +556,14 @@ export class FederationNode {
         await this.memoryWrites(writes);
       } catch (e) {
         // Memory refused: forget the update in the document too, so a later anti-entropy round retries it.
-        await this.fed('discard-applied');
+        await this.fed('discard-applied').finally(() => this.docGen++);
         throw e;
       }
       this.scheduleCommit();
       if (writes.length >= 100) {
         const t2 = performance.now();
         this.log(
-          `federation: applied ${update.byteLength} bytes from ${from.peer}: document ${Math.round(t1 - t0)} ms, ${writes.length} memory writes ${Math.round(t2 - t1)} ms`,
+          `federation: applied ${update.byteLength} bytes from ${from.peer} (${bytes.byteLength} new): document ${Math.round(t1 - t0)} ms, ${writes.length} memory writes ${Math.round(t2 - t1)} ms`,
         );
       }
     }).finally(() => {
@@ -505,6 +573,7 @@ export class FederationNode {
       const m = this.members.get(from.peer);
       if (m) m.lastSyncMs = Date.now();
     }
+    if (large) this.sendSv(this.onePerPeer());
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -530,13 +599,16 @@ export class FederationNode {
     else void this.hello(link);
   }
 
-  /** Schedule the next attempt for an address, with exponential backoff and jitter. */
-  private redial(address: string): void {
+  /**
+   * Schedule the next attempt for an address, with exponential backoff and jitter, counted from the start
+   * of the attempt that failed (`attemptMs` ago): an attempt that hung through a partition until the
+   * network healed has waited long enough, so the next one starts at once.
+   */
+  private redial(address: string, attemptMs: number): void {
     const d = this.dials.get(address);
     if (!d || this.stopped || d.timer) return;
     d.failures++;
-    const base = Math.min(this.config.reconnectMaxMs, this.config.reconnectMinMs * 2 ** (d.failures - 1));
-    const delay = Math.round(base * (0.5 + Math.random() * 0.5));
+    const delay = reconnectDelay(d.failures, attemptMs, this.config);
     d.timer = setTimeout(() => {
       d.timer = undefined;
       if (this.wanted(address)) this.dial(address);
@@ -562,9 +634,14 @@ export class FederationNode {
     return false;
   }
 
+  /** One live link per identified peer, preferring links whose hello went out (no frames held back). */
   private onePerPeer(): Link[] {
     const seen = new Map<string, Link>();
-    for (const l of this.links) if (l.peer && !l.closed && !seen.has(l.peer)) seen.set(l.peer, l);
+    for (const l of this.links) {
+      if (!l.peer || l.closed) continue;
+      const had = seen.get(l.peer);
+      if (!had || (!had.ready && l.ready)) seen.set(l.peer, l);
+    }
     return [...seen.values()];
   }
 
@@ -590,7 +667,7 @@ export class FederationNode {
           m.lastError = why;
         }
       }
-      if (link.direction === 'out') this.redial(link.address);
+      if (link.direction === 'out') this.redial(link.address, Date.now() - link.openedAt);
     };
     link.stream.on('data', (b: Buffer) => {
       link.lastHeard = Date.now();
@@ -630,7 +707,7 @@ export class FederationNode {
 
   private async hello(link: Link): Promise<void> {
     try {
-      const sv = await this.fed<Uint8Array>('state-vector');
+      const sv = this.lastSv?.gen === this.docGen ? this.lastSv.sv : await this.stateVector();
       link.send({
         t: 'hello',
         node: this.config.nodeId,
@@ -644,9 +721,19 @@ export class FederationNode {
     }
   }
 
-  private sendSv(link: Link): void {
-    this.fed<Uint8Array>('state-vector').then(
-      (sv) => link.send({ t: 'sv', members: this.members_(), payload: sv }),
+  /** The component's state vector, remembered with the generation it was asked at. */
+  private async stateVector(): Promise<Uint8Array> {
+    const gen = this.docGen;
+    const sv = await this.fed<Uint8Array>('state-vector');
+    if (!this.lastSv || this.lastSv.gen <= gen) this.lastSv = { gen, sv };
+    return sv;
+  }
+
+  private sendSv(links: Link[]): void {
+    this.stateVector().then(
+      (sv) => {
+        for (const l of links) l.send({ t: 'sv', members: this.members_(), payload: sv });
+      },
       (e: Error) => this.log(`federation: state vector failed: ${e.message}`),
     );
   }
@@ -753,19 +840,35 @@ export class FederationNode {
     // heartbeats (something was lost, e.g. a link dropped with updates in flight).
     if (!hello && m?.missingSince !== undefined && now - m.missingSince < 2 * this.config.heartbeatMs) return;
     const key = Buffer.from(sv).toString('base64');
-    // The peer's heartbeats repeat its state vector while it applies a large diff: send it once.
-    if (
-      m?.lastDiffSent &&
-      m.lastDiffSent.sv === key &&
-      Date.now() - m.lastDiffSent.at < this.config.suspectAfterMs
-    )
+    // The peer's heartbeats repeat its state vector while it applies a large diff, and its hello comes on
+    // both links: send the diff for one state vector once.
+    if (m?.lastDiffSent && m.lastDiffSent.sv === key && now - m.lastDiffSent.at < this.config.suspectAfterMs)
       return;
-    const diff = await this.fed<Uint8Array>('diff', sv);
+    const sent = { sv: key, at: now };
     if (m) {
-      m.lastDiffSent = { sv: key, at: Date.now() };
+      m.lastDiffSent = sent;
       m.missingSince = undefined;
     }
+    let diff: Uint8Array;
+    try {
+      diff = await this.diffFor(sv, key);
+    } catch (e) {
+      if (m?.lastDiffSent === sent) m.lastDiffSent = undefined;
+      throw e;
+    }
     link.send({ t: 'update', payload: diff });
+  }
+
+  private diffFor(sv: Uint8Array, key: string): Promise<Uint8Array> {
+    const gen = this.docGen;
+    if (this.lastDiff?.gen === gen && this.lastDiff.sv === key) return this.lastDiff.diff;
+    const diff = this.fed<Uint8Array>('diff', sv);
+    const entry = { gen, sv: key, diff };
+    this.lastDiff = entry;
+    diff.catch(() => {
+      if (this.lastDiff === entry) this.lastDiff = undefined;
+    });
+    return diff;
   }
 
   private onTick(): void {
@@ -781,22 +884,22 @@ export class FederationNode {
       }
     }
     const live = this.onePerPeer();
-    if (live.length > 0) {
-      // The heartbeat must not wait for the component: while it is busy (a large apply), send a ping.
-      for (const l of live) l.send({ t: 'ping', payload: new Uint8Array(0) });
-      if (!this.svInFlight) {
-        this.svInFlight = true;
-        this.fed<Uint8Array>('state-vector')
-          .then(
-            (sv) => {
-              for (const l of this.onePerPeer()) l.send({ t: 'sv', members: this.members_(), payload: sv });
-            },
-            (e: Error) => this.log(`federation: state vector failed: ${e.message}`),
-          )
-          .finally(() => {
-            this.svInFlight = false;
-          });
-      }
+    // The heartbeat must not wait for the component: while it is busy (a large apply), send a ping.
+    for (const l of live) l.send({ t: 'ping', payload: new Uint8Array(0) });
+    // The state vector goes to every peer. It is also kept for the next hello, which then need not wait
+    // behind a busy component: so it is refreshed while no peer is connected too, when the document changed.
+    if (!this.svInFlight && (live.length > 0 || this.lastSv?.gen !== this.docGen)) {
+      this.svInFlight = true;
+      this.stateVector()
+        .then(
+          (sv) => {
+            for (const l of this.onePerPeer()) l.send({ t: 'sv', members: this.members_(), payload: sv });
+          },
+          (e: Error) => this.log(`federation: state vector failed: ${e.message}`),
+        )
+        .finally(() => {
+          this.svInFlight = false;
+        });
     }
     for (const m of this.members.values()) {
       if (!this.hasLink(m.node)) {
@@ -883,4 +986,30 @@ export function plan(changes: KeyUpdate[]): PlannedWrite[] {
     if (!lastIsCurrent) out.push(toWrite(c.current));
   }
   return out;
+}
+
+/**
+ * Milliseconds until the next dial of an address after `failures` failed attempts in a row: exponential
+ * from reconnectMinMs to reconnectMaxMs with jitter (half to all of it), counted from the start of the
+ * failed attempt, `attemptMs` ago.
+ */
+export function reconnectDelay(
+  failures: number,
+  attemptMs: number,
+  c: Pick<FederationConfig, 'reconnectMinMs' | 'reconnectMaxMs'>,
+  random = Math.random(),
+): number {
+  const base = Math.min(c.reconnectMaxMs, c.reconnectMinMs * 2 ** (failures - 1));
+  return Math.max(0, Math.round(base * (0.5 + random * 0.5)) - attemptMs);
+}
+
+/**
+ * What of a Yjs update a document with state vector `sv` lacks (Yjs's diffUpdate), or undefined when it
+ * lacks none of its structs. Its delete set then holds nothing new for the document either: every
+ * deletion in the federation document is the overwrite of a map key, which integrating the overwriting
+ * struct makes. A v1 update starts with its number of clients with structs.
+ */
+export function lacking(update: Uint8Array, sv: Uint8Array): Uint8Array | undefined {
+  const rest = Y.diffUpdate(update, sv);
+  return rest[0] === 0 ? undefined : rest;
 }
