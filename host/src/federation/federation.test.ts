@@ -12,7 +12,16 @@ import * as Y from 'yjs';
 import { KernelError } from '../errors.js';
 import { loadConfig } from '../server/config.js';
 import { namespaceMatches, parseFederationConfig } from './config.js';
-import { ENTRY_META, Link, lacking, ORIGIN_META, plan, reconnectDelay } from './node.js';
+import {
+  advanceStateVector,
+  ENTRY_META,
+  Link,
+  lacking,
+  missingWrites,
+  ORIGIN_META,
+  plan,
+  reconnectDelay,
+} from './node.js';
 import { decodeFrame, encodeFrame, type Frame, FrameError, pack, unpack } from './wire.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cam-fed-config-'));
@@ -272,5 +281,52 @@ describe('what of a peer update a node lacks', () => {
     Y.applyUpdate(b, rest);
     expect(b.getMap('v:shared').get('k')).toBe('second');
     expect(lacking(Y.encodeStateAsUpdate(a), Y.encodeStateVector(b))).toBeUndefined();
+  });
+});
+
+describe('the state vector mirror', () => {
+  /** A write as the component makes it: two map sets, one transaction, one update. */
+  const write = (d: Y.Doc, key: string): Uint8Array => {
+    let u: Uint8Array | undefined;
+    const on = (x: Uint8Array) => {
+      u = x;
+    };
+    d.on('update', on);
+    d.transact(() => {
+      const id = `${d.clientID}.${Y.getState(d.store, d.clientID)}`;
+      d.getMap('e:shared').set(id, new Uint8Array([1]));
+      d.getMap('v:shared').set(key, id);
+    });
+    d.off('update', on);
+    return u!;
+  };
+
+  it("follows local writes and applied updates like the document's own state vector", () => {
+    const a = new Y.Doc();
+    const b = new Y.Doc();
+    const sv = Y.decodeStateVector(Y.encodeStateVector(a));
+    for (let i = 0; i < 3; i++) advanceStateVector(sv, write(a, `k${i}`));
+    const fromB = write(b, 'x');
+    write(b, 'x');
+    const twoOfB = Y.encodeStateAsUpdate(b);
+    Y.applyUpdate(a, fromB);
+    advanceStateVector(sv, fromB);
+    // An update that repeats what the document has moves nothing back.
+    Y.applyUpdate(a, twoOfB);
+    advanceStateVector(sv, twoOfB);
+    advanceStateVector(sv, fromB);
+    expect(sv).toEqual(Y.decodeStateVector(Y.encodeStateVector(a)));
+  });
+
+  it("counts the writes a peer lacks as the component's missing does", () => {
+    const a = new Y.Doc();
+    const b = new Y.Doc();
+    for (let i = 0; i < 5; i++) write(a, `k${i}`);
+    const ours = Y.decodeStateVector(Y.encodeStateVector(a));
+    expect(missingWrites(ours, Y.encodeStateVector(b))).toBe(5);
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a));
+    expect(missingWrites(ours, Y.encodeStateVector(b))).toBe(0);
+    write(b, 'only-on-b');
+    expect(missingWrites(ours, Y.encodeStateVector(b))).toBe(0);
   });
 });

@@ -252,6 +252,14 @@ export class FederationNode {
   private lastDiff: { gen: number; sv: string; diff: Promise<Uint8Array> } | undefined;
   /** The component's state vector as of generation `gen` (a hello need not wait behind a busy component). */
   private lastSv: { gen: number; sv: Uint8Array } | undefined;
+  /**
+   * The component's state vector at generation `gen`, read from it and carried forward with what each local
+   * change and each fully integrated peer update added (dropped when that is not known: an update that left
+   * parts waiting, a failed call, a discard). It answers how much a peer's heartbeat state vector lacks
+   * without a component call: those were two of every node's three component calls per heartbeat, and a
+   * peer update arriving meanwhile waited behind them.
+   */
+  private svMirror: { gen: number; sv: Map<number, number> } | undefined;
   /** With `federation.identity`: this node's key pair and the key id each peer node must prove. */
   private identity:
     | { pair: PublisherKeyPair; keyOf: Map<string, string>; lookup: TrustKeyLookup }
@@ -429,10 +437,12 @@ export class FederationNode {
     let update: Uint8Array | undefined;
     try {
       update = await this.fed<Uint8Array | undefined>('record-local-change', change);
-    } finally {
-      this.docGen++;
+    } catch (e) {
+      this.changed(undefined);
+      throw e;
     }
     if (!update) return;
+    this.changed(update);
     this.counters.localWrites++;
     const frame: Frame = { t: 'update', payload: update };
     for (const l of this.onePerPeer()) l.send(frame);
@@ -541,9 +551,12 @@ export class FederationNode {
       let res: ApplyResult;
       try {
         res = await this.fed<ApplyResult>('apply-update', bytes);
-      } finally {
-        this.docGen++;
+      } catch (e) {
+        this.changed(undefined);
+        throw e;
       }
+      // Parts left waiting are integrated by a later update that does not hold them: the mirror cannot follow.
+      this.changed(res.incomplete ? undefined : bytes);
       this.counters.remoteUpdates++;
       if (res.incomplete) this.sendSv([from]);
       const writes = plan(res.changes);
@@ -556,7 +569,7 @@ export class FederationNode {
         await this.memoryWrites(writes);
       } catch (e) {
         // Memory refused: forget the update in the document too, so a later anti-entropy round retries it.
-        await this.fed('discard-applied').finally(() => this.docGen++);
+        await this.fed('discard-applied').finally(() => this.changed(undefined));
         throw e;
       }
       this.scheduleCommit();
@@ -726,7 +739,25 @@ export class FederationNode {
     const gen = this.docGen;
     const sv = await this.fed<Uint8Array>('state-vector');
     if (!this.lastSv || this.lastSv.gen <= gen) this.lastSv = { gen, sv };
+    // Calls run in order and their results arrive in order: every change the component made before this
+    // call has bumped the generation by now, and none after it has.
+    this.svMirror = { gen: this.docGen, sv: Y.decodeStateVector(sv) };
     return sv;
+  }
+
+  /**
+   * After a call that may have changed the document: a new generation, and the mirror carried forward with
+   * `integrated` (what the call added to the document), or dropped when that is not known.
+   */
+  private changed(integrated: Uint8Array | undefined): void {
+    const m = this.svMirror;
+    if (m && m.gen === this.docGen && integrated) {
+      advanceStateVector(m.sv, integrated);
+      m.gen = this.docGen + 1;
+    } else {
+      this.svMirror = undefined;
+    }
+    this.docGen++;
   }
 
   private sendSv(links: Link[]): void {
@@ -823,7 +854,14 @@ export class FederationNode {
   /** Send a peer what its state vector says it lacks. */
   private async antiEntropy(link: Link, sv: Uint8Array, hello: boolean): Promise<void> {
     const m = link.peer ? this.members.get(link.peer) : undefined;
-    const missing = Number(await this.fed<bigint>('missing', sv));
+    const mirror = this.svMirror?.gen === this.docGen ? this.svMirror.sv : undefined;
+    let missing: number | undefined;
+    try {
+      missing = mirror && missingWrites(mirror, sv);
+    } catch {
+      // Not a state vector: the component says so.
+    }
+    missing ??= Number(await this.fed<bigint>('missing', sv));
     const now = Date.now();
     if (m) {
       m.lag = missing;
@@ -1012,4 +1050,21 @@ export function reconnectDelay(
 export function lacking(update: Uint8Array, sv: Uint8Array): Uint8Array | undefined {
   const rest = Y.diffUpdate(update, sv);
   return rest[0] === 0 ? undefined : rest;
+}
+
+/** Advance a state vector with the structs of a Yjs update that a document integrated in full. */
+export function advanceStateVector(sv: Map<number, number>, update: Uint8Array): void {
+  for (const [client, clock] of Y.parseUpdateMeta(update).to)
+    if (clock > (sv.get(client) ?? 0)) sv.set(client, clock);
+}
+
+/**
+ * How many writes a peer with state vector `theirs` lacks of a document with state vector `ours`: the
+ * federation component's `missing` (every write is two map sets, one clock tick each).
+ */
+export function missingWrites(ours: Map<number, number>, theirs: Uint8Array): number {
+  const t = Y.decodeStateVector(theirs);
+  let ticks = 0;
+  for (const [client, clock] of ours) ticks += Math.max(0, clock - (t.get(client) ?? 0));
+  return Math.ceil(ticks / 2);
 }
