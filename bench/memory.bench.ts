@@ -9,32 +9,23 @@
  * Components come from the SDK build pipeline (cached in drivers/.cache).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { hostInterfaces } from '../host/src/host-interfaces/index.js';
 import { Kernel } from '../host/src/kernel/kernel.js';
 import { type KvStore, openKv } from '../host/src/kv/index.js';
 import { buildComponent } from '../sdk/src/build/index.js';
+import { ROOT } from '../test/grpc/harness.js';
 import { type BenchResult, round, stats } from './types.js';
 
 const SUITE = 'memory';
 const MEM = 'cam:kernel/memory';
 const ROUNDS = 5;
 const CONCURRENCY = 16;
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'drivers', 'memory', 'driver.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the repository root (drivers/memory/driver.json)');
-    dir = up;
-  }
-  return dir;
-}
 
 /** Latency (us) of each call, one in flight, over ROUNDS rounds after a warm-up. */
 async function sequential(n: number, op: (i: number) => Promise<unknown>): Promise<number[]> {
@@ -147,7 +138,7 @@ function perCallUs(f: (i: number) => unknown): number {
 }
 
 export async function run(): Promise<BenchResult[]> {
-  const root = repoRoot();
+  const root = ROOT;
   const dir = mkdtempSync(join(tmpdir(), 'cam-bench-memory-'));
   const results: BenchResult[] = [];
   let kv: KvStore | undefined;

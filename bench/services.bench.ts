@@ -11,12 +11,11 @@
  * Components come from the SDK build pipeline (cached in drivers/.cache).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import {
   DEFAULT_WEIGHTS,
   type QueuedTask,
@@ -28,6 +27,7 @@ import { hostInterfaces } from '../host/src/host-interfaces/index.js';
 import { Kernel } from '../host/src/kernel/kernel.js';
 import { type KvStore, openKv } from '../host/src/kv/index.js';
 import { buildComponent } from '../sdk/src/build/index.js';
+import { ROOT } from '../test/grpc/harness.js';
 import { type BenchResult, round, stats } from './types.js';
 
 const SUITE = 'services';
@@ -36,16 +36,6 @@ const SCHED = 'cam:kernel/scheduler';
 const VALUE_BYTES = 256;
 const OPS = 1500;
 const ROUNDS = 3;
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'drivers', 'memory', 'driver.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the repository root (drivers/memory/driver.json)');
-    dir = up;
-  }
-  return dir;
-}
 
 async function build(root: string, name: string, world: string, outDir: string) {
   // The driver's own driver.json names its entry and toolchain (memory is AssemblyScript).
@@ -111,7 +101,7 @@ function queue(n: number, nowMs: number): QueuedTask[] {
 }
 
 export async function run(): Promise<BenchResult[]> {
-  const root = repoRoot();
+  const root = ROOT;
   const dir = mkdtempSync(join(tmpdir(), 'cam-bench-services-'));
   const results: BenchResult[] = [];
   let kv: KvStore | undefined;
