@@ -29,6 +29,11 @@ export interface ComponentInfoMsg {
   instances: number;
   queued: number;
   labels: Record<string, string>;
+  replica_state: string;
+  replica_reason: string;
+  replica_calls: number;
+  replica_fallbacks: number;
+  replica_last_fallback: string;
 }
 
 export interface StatusMsg {

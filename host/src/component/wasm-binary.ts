@@ -109,6 +109,12 @@ export function customSections(bytes: Uint8Array): Map<string, Uint8Array> {
   return out;
 }
 
+/** The binary without its custom sections (debug names, producers...): code and data only. */
+export function withoutCustomSections(bytes: Uint8Array): Uint8Array {
+  const keep = sections(bytes).filter((s) => s.id !== SECTION_CUSTOM);
+  return Buffer.concat([bytes.subarray(0, 8), ...keep.map((s) => bytes.subarray(s.start, s.end))]);
+}
+
 function leb(n: number): number[] {
   const out: number[] = [];
   let v = n >>> 0;

@@ -420,6 +420,7 @@ function componentJson(c: ComponentInfo) {
     instances: s.instances,
     queued: s.queued,
     last_error: s.lastError ?? null,
+    replica: s.replica,
     exports: c.exports,
     imports: c.imports,
     memory_max_bytes: c.memoryMaxPages * 65536,

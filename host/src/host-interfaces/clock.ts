@@ -24,6 +24,8 @@ export function clockHostInterface(options: ClockHostOptions = {}): HostInterfac
   return {
     name: CLOCK_INTERFACE,
     functions: { nowMs: () => nowMsFrom(now) },
+    // Synchronous and read-only, so a query replica on the kernel thread may ask it (runtime/replica.ts).
+    inline: ['nowMs'],
     // The real wall clock reads the same in every thread, so workers read it themselves (runtime/local.ts);
     // an injected time source lives in the kernel thread and is asked there.
     local: options.now ? undefined : { module: distModule(new URL(import.meta.url)) },

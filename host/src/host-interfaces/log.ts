@@ -107,6 +107,8 @@ export function logHostInterface(options: LogHostOptions = {}): HostInterface {
 
   return {
     name: LOG_INTERFACE,
+    // A line goes to the sink synchronously; a query replica on the kernel thread may log (runtime/replica.ts).
+    inline: ['log'],
     functions: {
       log: (component, level, message, fields) => {
         const lvl: LogLevel = (LOG_LEVELS as readonly unknown[]).includes(level)

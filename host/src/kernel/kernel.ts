@@ -12,15 +12,18 @@ import { capMemories, coreImports, customSections, WasmFormatError } from '../co
 import type { DevArtifact } from '../dev/artifact.js';
 import { KernelError } from '../errors.js';
 import type { HostCallHandler } from '../runtime/instance.js';
-import type { LocalHostFunctions } from '../runtime/local.js';
+import { instrument } from '../runtime/interrupt.js';
+import type { BindLocal, LocalHostFunctions } from '../runtime/local.js';
+import type { ReplicaOptions } from '../runtime/replica.js';
 import {
+  type CallOptions,
   DEFAULT_RESTART,
   Supervisor,
   type SupervisorPolicy,
   type SupervisorStatus,
 } from '../runtime/supervisor.js';
 import type { ImportPlan } from '../runtime/worker.js';
-import { hasWasiProvider, isWasi } from '../sandbox/wasi.js';
+import { buildWasi, hasWasiProvider, isWasi } from '../sandbox/wasi.js';
 import { checkGrants, type ImportRef, jsName, splitVersion } from './grants.js';
 
 /** Name of the custom section the SDK stamps with the WIT package version a component was built against. */
@@ -88,6 +91,11 @@ export interface HostInterface {
   functions: Record<string, (caller: string, ...args: unknown[]) => unknown>;
   /** Functions the importing component's worker serves itself (runtime/local.ts). */
   local?: LocalHostFunctions;
+  /**
+   * Functions of `functions` a query replica may call on the kernel thread (runtime/replica.ts): they answer
+   * synchronously (never a promise) and change nothing a query's answer could depend on.
+   */
+  inline?: readonly string[];
 }
 
 export interface ComponentInfo {
@@ -125,7 +133,25 @@ export interface KernelOptions {
   /** Kernel-side spin budget per call (us); see runtime/channel.ts. */
   spinUs?: number;
   idleSpinUs?: number;
+  /**
+   * Answer query calls on a replica on the kernel thread (runtime/replica.ts). Default true; false sends
+   * every call to the component's worker (the previous behaviour, kept for comparison and diagnosis).
+   */
+  queryReplicas?: boolean;
 }
+
+/**
+ * Largest component (sum of its core modules) that gets a query replica: a replica is instantiated on the
+ * kernel thread after each write that follows a query, which must stay cheap. The compiled system
+ * components are ~60 KB; a componentize-js component is ~12 MB and takes ~5 ms per instantiation.
+ */
+export const REPLICA_MAX_CORE_BYTES = 4 * 1024 * 1024;
+/**
+ * Longest a query may hold the kernel thread before it is interrupted and sent to the worker instead (ms).
+ * Reads take ~10-50 us; the budget is for runaway guests, and generous because a thread descheduled on a
+ * loaded machine counts against it too.
+ */
+export const REPLICA_BUDGET_MS = 100;
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 export const DEFAULT_MEMORY_MAX_PAGES = 1024; // 64 MiB
@@ -221,6 +247,7 @@ export class Kernel {
           ? { module: local.module, data: local.data, caller: spec.name }
           : 'kernel';
     }
+    const replica = this.replicaFor(spec, t, imports, links, memoryMaxPages);
     const supervisor = new Supervisor(
       spec.name,
       {
@@ -237,6 +264,7 @@ export class Kernel {
       lifecycle
         ? (call) => call(lifecycle, 'init', [Object.entries(spec.config ?? {})]).then(() => undefined)
         : undefined,
+      replica,
     );
     let lastFault: string | undefined;
     supervisor.onEvent = (ev) => {
@@ -254,6 +282,76 @@ export class Kernel {
       policy,
       memoryMaxPages,
       loadedAt: new Date(),
+    };
+  }
+
+  /**
+   * The query replica of a component (runtime/replica.ts), or why it has none. Its imports are what can run
+   * on the kernel thread without waiting or changing anything: WASI except poll, the host's worker-local
+   * functions and its declared inline functions. Everything else refuses, which sends the query to the
+   * component's worker.
+   */
+  private replicaFor(
+    spec: LoadSpec,
+    t: TranspiledComponent,
+    imports: ImportRef[],
+    links: Map<string, string>,
+    maxPages: number,
+  ): ReplicaOptions | { off: string } {
+    if (this.options.queryReplicas === false) return { off: 'disabled in the kernel configuration' };
+    if (spec.dev) return { off: 'development build (no core modules to instrument)' };
+    const size = [...t.coreModules.values()].reduce((n, b) => n + b.byteLength, 0);
+    if (size > REPLICA_MAX_CORE_BYTES) {
+      return {
+        off: `core modules are ${(size / 1024 / 1024).toFixed(1)} MiB; replicas are kept for components up to ${REPLICA_MAX_CORE_BYTES / 1024 / 1024} MiB`,
+      };
+    }
+    const blocking = imports.find((i) => i.key === 'wasi:io/poll');
+    if (blocking) return { off: `imports ${blocking.qualified}, which can block the kernel thread` };
+    const caller = spec.name;
+    return {
+      name: spec.name,
+      jsPath: t.jsPath,
+      budgetMs: Math.min(REPLICA_BUDGET_MS, spec.deadlineMs ?? REPLICA_BUDGET_MS),
+      modules: () => this.compile(t, maxPages, spec.name, true),
+      imports: async (refuse) => {
+        const out: Record<string, unknown> = {};
+        for (const i of imports) {
+          if (isWasi(i.key)) {
+            out[i.key] = buildWasi(i.key, { env: spec.env ?? {} });
+            continue;
+          }
+          const link = links.get(i.key);
+          const host = link?.startsWith('host:') ? this.host.get(link.slice(5)) : undefined;
+          const local: Record<string, unknown> = host?.local
+            ? await ((await import(host.local.module)) as { bindLocal: BindLocal }).bindLocal(
+                host.local.data,
+                caller,
+              )
+            : {};
+          const inline = new Set(host?.inline ?? []);
+          out[i.key] = new Proxy(local, {
+            get: (target, prop) => {
+              if (typeof prop !== 'string' || prop === 'then') return undefined;
+              if (Object.hasOwn(target, prop)) return target[prop];
+              if (host && inline.has(prop)) {
+                const f = host.functions[prop]!;
+                return (...args: unknown[]) => {
+                  const v = f(caller, ...args);
+                  if (v instanceof Promise) {
+                    throw new Error(
+                      `kernel bug: ${host.name}#${prop} is declared inline but answered a promise`,
+                    );
+                  }
+                  return v;
+                };
+              }
+              return () => refuse(`${i.qualified}#${prop}`);
+            },
+          });
+        }
+        return out;
+      },
     };
   }
 
@@ -336,14 +434,16 @@ export class Kernel {
     };
   }
 
+  /** Compile a component's core modules (memory-capped; `interruptible`: instrumented for a replica). */
   private async compile(
     t: TranspiledComponent,
     maxPages: number,
     name: string,
+    interruptible = false,
   ): Promise<Record<string, WebAssembly.Module>> {
     const out: Record<string, WebAssembly.Module> = {};
     for (const [file, bytes] of t.coreModules) {
-      const key = `${t.digest}/${file}/${maxPages}`;
+      const key = `${t.digest}/${file}/${maxPages}${interruptible ? '/interruptible' : ''}`;
       let p = this.compiled.get(key);
       if (!p) {
         p = (async () => {
@@ -356,7 +456,8 @@ export class Kernel {
             }
             throw e;
           }
-          return WebAssembly.compile(capped as Uint8Array<ArrayBuffer>);
+          const code = interruptible ? await instrument(capped) : capped;
+          return WebAssembly.compile(code as Uint8Array<ArrayBuffer>);
         })();
         this.compiled.set(key, p);
         p.catch(() => this.compiled.delete(key));
@@ -372,7 +473,7 @@ export class Kernel {
     iface: string,
     fn: string,
     args: unknown[],
-    opts: { deadlineMs?: number } = {},
+    opts: { deadlineMs?: number } & CallOptions = {},
   ): Promise<unknown> {
     const gate = this.gates.get(component);
     if (gate) return gate.then(() => this.call(component, iface, fn, args, opts));
@@ -387,7 +488,7 @@ export class Kernel {
         new KernelError('KERNEL_ERR_EXPORT_MISSING', `component '${component}' does not export ${iface}`),
       );
     }
-    return c.supervisor.call(exp, jsName(fn), args, opts.deadlineMs);
+    return c.supervisor.call(exp, jsName(fn), args, opts.deadlineMs, { query: opts.query });
   }
 
   /** Find the component exporting an interface (for the syscall dispatcher). */

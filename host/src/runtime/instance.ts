@@ -462,7 +462,7 @@ export class Instance {
  */
 let syncStreak = 0;
 let streakReset = false;
-function mustYield(): boolean {
+export function mustYield(): boolean {
   if (!streakReset) {
     streakReset = true;
     setImmediate(() => {

@@ -4,8 +4,17 @@
  * an exponential backoff; a deadline kill replaces the worker. More restarts than the budget allows
  * inside its window mark the component failed: calls are refused until it is reloaded.
  */
-import { KernelError } from '../errors.js';
-import { type BatchOutcome, Instance, type InstanceFault, type InstanceOptions } from './instance.js';
+import { fromGuestError, KernelError } from '../errors.js';
+import { Msg } from './channel.js';
+import {
+  type BatchOutcome,
+  Instance,
+  type InstanceFault,
+  type InstanceOptions,
+  mustYield,
+} from './instance.js';
+import { Interrupter } from './interrupt.js';
+import { Replica, type ReplicaOptions } from './replica.js';
 
 /** Most calls sent to an instance in one batch (bounds the latency a batch adds to its first call). */
 const MAX_BATCH = 32;
@@ -50,13 +59,48 @@ export interface SupervisorStatus {
   queued: number;
   lastError: { kind: InstanceFault['kind']; message: string; at: string } | undefined;
   lastInstantiateMs: number;
+  /** The query replica on the kernel thread (runtime/replica.ts). */
+  replica: ReplicaStatus;
 }
+
+export interface ReplicaStatus {
+  /** `off`: not used for this component (see `reason`); `stale`: rebuilt at the next query. */
+  state: 'off' | 'ready' | 'building' | 'stale';
+  reason?: string;
+  /** Queries the replica answered. */
+  calls: number;
+  /** Queries it handed to the primary (refused import, interrupt, trap), and the last reason. */
+  fallbacks: number;
+  lastFallback?: string;
+  /** Replicas built (one after each write that followed a query, at most). */
+  builds: number;
+  lastInstantiateMs: number;
+}
+
+/** What the kernel tells the supervisor about a call. */
+export interface CallOptions {
+  /**
+   * The call only reads (the syscall layer knows which exports of its service interfaces do): it may be
+   * answered by the query replica, and finishing it does not make the replica stale.
+   */
+  query?: boolean;
+}
+
+/**
+ * After a query missed on the replica (interrupted, refused an import, trapped), that export goes to the
+ * primary for a while: 1 s after the first miss, doubling with each further one up to a minute, forgotten
+ * after the replica answers it again. An interrupt can be the machine's fault (a descheduled thread), not
+ * the query's, so one miss must not cost much; a query that always misses must not rebuild replicas forever.
+ */
+const REPLICA_COOLDOWN_MS = 1_000;
+const REPLICA_COOLDOWN_MAX_MS = 60_000;
 
 interface Pending {
   iface: string;
   fn: string;
   args: unknown[];
   deadlineAt: number;
+  query: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   timer: NodeJS.Timeout | undefined;
@@ -77,6 +121,20 @@ export class Supervisor {
   private lastError: SupervisorStatus['lastError'];
   private lastInstantiateMs = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Bumped whenever a non-query call finishes on the primary (or it restarts): replicas older are stale. */
+  private generation = 0;
+  private replica: { r: Replica; generation: number } | undefined;
+  private replicaBuild: Promise<void> | undefined;
+  private replicaOff: string | undefined;
+  private readonly replicaStats = { calls: 0, fallbacks: 0, builds: 0, lastInstantiateMs: 0 } as {
+    calls: number;
+    fallbacks: number;
+    builds: number;
+    lastInstantiateMs: number;
+    lastFallback?: string;
+  };
+  /** Exports sent to the primary until `until`, after `misses` misses in a row on the replica. */
+  private readonly replicaCooldown = new Map<string, { until: number; misses: number }>();
   /** Listeners told about every restart/failure (the audit log subscribes here). */
   onEvent:
     | ((e: { kind: 'restart' | 'failed' | 'fault'; fault?: InstanceFault; restarts: number }) => void)
@@ -93,7 +151,16 @@ export class Supervisor {
     private readonly prepareInstance?: (
       call: (iface: string, fn: string, args: unknown[]) => Promise<unknown>,
     ) => Promise<void>,
-  ) {}
+    /** The query replica, or why there is none for this component. */
+    private readonly replicaOptions?: ReplicaOptions | { off: string },
+  ) {
+    this.replicaOff =
+      replicaOptions === undefined
+        ? 'not configured'
+        : 'off' in replicaOptions
+          ? replicaOptions.off
+          : undefined;
+  }
 
   private async prepare(inst: Instance): Promise<void> {
     if (!this.prepareInstance) return;
@@ -129,7 +196,13 @@ export class Supervisor {
     this.health = 'healthy';
   }
 
-  call(iface: string, fn: string, args: unknown[], deadlineMs = this.policy.deadlineMs): Promise<unknown> {
+  call(
+    iface: string,
+    fn: string,
+    args: unknown[],
+    deadlineMs = this.policy.deadlineMs,
+    opts: CallOptions = {},
+  ): Promise<unknown> {
     if (this.health === 'failed') {
       return Promise.reject(
         new KernelError(
@@ -145,8 +218,13 @@ export class Supervisor {
     }
     this.calls++;
     const deadlineAt = Date.now() + deadlineMs;
+    const query = opts.query === true;
+    if (query && this.replicaOff === undefined) {
+      const answered = this.callReplica(iface, fn, args, deadlineAt);
+      if (answered) return answered;
+    }
     const inst = this.idle.pop();
-    if (inst) return this.run(inst, iface, fn, args, deadlineAt);
+    if (inst) return this.run(inst, iface, fn, args, deadlineAt, query);
     if (this.queue.length >= this.policy.queueLimit) {
       this.failedCalls++;
       return Promise.reject(
@@ -157,8 +235,76 @@ export class Supervisor {
       );
     }
     return new Promise((resolve, reject) => {
-      this.enqueue({ iface, fn, args, deadlineAt, resolve, reject, timer: undefined });
+      this.enqueue({ iface, fn, args, deadlineAt, query, resolve, reject, timer: undefined });
     });
+  }
+
+  /**
+   * Answer a query on the replica when there is a current one; undefined sends the call to the primary
+   * (no replica yet or a stale one — a build starts —, the export cooling down, or the replica missed).
+   */
+  private callReplica(
+    iface: string,
+    fn: string,
+    args: unknown[],
+    deadlineAt: number,
+  ): Promise<unknown> | undefined {
+    if (this.health !== 'healthy') return undefined;
+    const current = this.replica;
+    if (!current || current.generation !== this.generation) {
+      this.replica = undefined;
+      this.buildReplica();
+      return undefined;
+    }
+    const key = `${iface}#${fn}`;
+    const cooling = this.replicaCooldown.get(key);
+    if (cooling && Date.now() < cooling.until) return undefined;
+    const o = current.r.call(iface, fn, args, deadlineAt);
+    if ('miss' in o) {
+      this.replica = undefined;
+      this.replicaStats.fallbacks++;
+      this.replicaStats.lastFallback = `${o.miss}: ${o.message}`;
+      const misses = (cooling?.misses ?? 0) + 1;
+      const wait = Math.min(REPLICA_COOLDOWN_MAX_MS, REPLICA_COOLDOWN_MS * 2 ** (misses - 1));
+      this.replicaCooldown.set(key, { until: Date.now() + wait, misses });
+      return undefined;
+    }
+    if (cooling) this.replicaCooldown.delete(key);
+    this.replicaStats.calls++;
+    const settle =
+      o.kind === Msg.OK
+        ? Promise.resolve(o.value)
+        : Promise.reject(fromGuestError(this.name, (o.value as { payload: unknown }).payload));
+    // Answered synchronously: a caller looping on queries must still let the event loop turn (instance.ts).
+    return mustYield() ? new Promise((r) => setImmediate(() => r(settle))) : settle;
+  }
+
+  /** Build a replica for the current generation in the background (one build at a time). */
+  private buildReplica(): void {
+    const opts = this.replicaOptions;
+    if (this.replicaBuild || !opts || 'off' in opts) return;
+    const generation = this.generation;
+    this.replicaBuild = Interrupter.get()
+      .then((it) => Replica.build(opts, it, this.prepareInstance))
+      .then(
+        (r) => {
+          this.replicaStats.builds++;
+          this.replicaStats.lastInstantiateMs = r.instantiateMs;
+          if (this.health !== 'stopped') this.replica = { r, generation };
+        },
+        (e: unknown) => {
+          // A component whose replica cannot even start (an init that writes, say) is served by the primary.
+          this.replicaOff = `replica failed to start: ${e instanceof Error ? e.message : String(e)}`;
+        },
+      )
+      .finally(() => {
+        this.replicaBuild = undefined;
+      });
+  }
+
+  /** A call that may have changed what queries see finished on the primary. */
+  private changed(query: boolean): void {
+    if (!query) this.generation++;
   }
 
   /** Queue a call for the next free instance (at the front: a call a batch did not get to). */
@@ -187,13 +333,16 @@ export class Supervisor {
     fn: string,
     args: unknown[],
     deadlineAt: number,
+    query: boolean,
   ): Promise<unknown> {
     try {
       const v = await inst.call(iface, fn, args, deadlineAt);
+      this.changed(query);
       this.consecutiveFaults = 0;
       this.release(inst);
       return v;
     } catch (e) {
+      this.changed(query);
       if (inst.state === 'ready') {
         this.release(inst); // typed guest error: the instance is fine
       } else {
@@ -215,7 +364,10 @@ export class Supervisor {
     const next = this.queue.shift();
     if (next) {
       clearTimeout(next.timer);
-      this.run(inst, next.iface, next.fn, next.args, next.deadlineAt).then(next.resolve, next.reject);
+      this.run(inst, next.iface, next.fn, next.args, next.deadlineAt, next.query).then(
+        next.resolve,
+        next.reject,
+      );
     } else {
       this.idle.push(inst);
     }
@@ -234,9 +386,10 @@ export class Supervisor {
       // The batch does not fit the channel (or cannot be cloned): run the first call alone, queue the rest.
       for (let i = batch.length - 1; i >= 1; i--) this.enqueue(batch[i]!, true);
       const p = batch[0]!;
-      this.run(inst, p.iface, p.fn, p.args, p.deadlineAt).then(p.resolve, p.reject);
+      this.run(inst, p.iface, p.fn, p.args, p.deadlineAt, p.query).then(p.resolve, p.reject);
       return;
     }
+    if (batch.some((p) => !p.query)) this.changed(false);
     const notRun: Pending[] = [];
     outcomes.forEach((o, i) => {
       const p = batch[i]!;
@@ -297,6 +450,7 @@ export class Supervisor {
         this.all.add(fresh);
       }
       await this.prepare(fresh);
+      this.changed(false);
       this.restarts++;
       this.lastInstantiateMs = fresh.lastInstantiateMs;
       this.onEvent?.({ kind: 'restart', restarts: this.restarts });
@@ -360,11 +514,24 @@ export class Supervisor {
       queued: this.queue.length,
       lastError: this.lastError,
       lastInstantiateMs: this.lastInstantiateMs,
+      replica: {
+        state:
+          this.replicaOff !== undefined
+            ? 'off'
+            : this.replicaBuild
+              ? 'building'
+              : this.replica && this.replica.generation === this.generation
+                ? 'ready'
+                : 'stale',
+        ...(this.replicaOff !== undefined ? { reason: this.replicaOff } : {}),
+        ...this.replicaStats,
+      },
     };
   }
 
   async stop(): Promise<void> {
     this.health = 'stopped';
+    this.replica = undefined;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     const err = new KernelError('KERNEL_ERR_COMPONENT_NOT_FOUND', `component '${this.name}' was unloaded`);

@@ -10,8 +10,15 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildWasi, GuestExit, type WasiContext } from '../sandbox/wasi.js';
-import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg, type MsgKind } from './channel.js';
+import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg } from './channel.js';
 import type { BindLocal } from './local.js';
+import {
+  describeThrown as describe,
+  type ExportMap,
+  invokeExport,
+  type Outcome,
+  poisons,
+} from './outcome.js';
 
 export interface WorkerInit {
   sab: SharedArrayBuffer;
@@ -30,8 +37,6 @@ export interface WorkerInit {
  * this worker loads itself (runtime/local.ts) with the kernel serving whatever they leave out.
  */
 export type ImportPlan = 'wasi' | 'kernel' | { module: string; data: unknown; caller: string };
-
-type ExportMap = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 
 const init = workerData as WorkerInit;
 const ch = new Channel(init.sab, init.resultsSab);
@@ -150,42 +155,11 @@ async function instantiate(): Promise<number> {
   return performance.now() - t0;
 }
 
-function describe(e: unknown): string {
-  if (e instanceof Error) return `${e.name}: ${e.message}`.split('\n')[0]!.slice(0, 500);
-  return String(e).slice(0, 500);
-}
-
-/** What one export call came to, as the message the kernel gets for it. */
-interface Outcome {
-  kind: MsgKind;
-  value: unknown;
-}
-
 function invoke(iface: string, fn: string, args: unknown[]): Outcome {
   if (!exportsMap) return { kind: Msg.TRAP, value: { message: 'instance is poisoned; awaiting REINIT' } };
-  const target = exportsMap[iface]?.[fn];
-  if (typeof target !== 'function') {
-    return { kind: Msg.TRAP, value: { message: `export ${iface}#${fn} not found`, missing: true } };
-  }
-  try {
-    return { kind: Msg.OK, value: target(...args) };
-  } catch (e) {
-    if (e instanceof GuestExit) {
-      exportsMap = undefined;
-      return { kind: Msg.EXIT, value: { code: e.code, message: e.message } };
-    }
-    if (!(e instanceof Error)) {
-      // jco 1.35 throws a `result` export's err payload as is (a string, record or variant — never an
-      // Error instance); traps and binding checks throw Errors.
-      return { kind: Msg.ERR, value: { payload: e } };
-    }
-    if (Object.hasOwn(e, 'payload')) {
-      // Older jco wraps the payload in a ComponentError.
-      return { kind: Msg.ERR, value: { payload: (e as unknown as { payload: unknown }).payload } };
-    }
-    exportsMap = undefined;
-    return { kind: Msg.TRAP, value: { message: describe(e) } };
-  }
+  const o = invokeExport(exportsMap, iface, fn, args);
+  if (poisons(o)) exportsMap = undefined;
+  return o;
 }
 
 /**
@@ -199,7 +173,7 @@ function serveBatch(calls: Array<{ iface: string; fn: string; args: unknown[]; d
   for (const c of calls) {
     const o: Outcome =
       Date.now() >= c.deadlineAt ? { kind: Msg.LATE, value: undefined } : invoke(c.iface, c.fn, c.args);
-    if ((o.kind === Msg.TRAP && !(o.value as { missing?: boolean }).missing) || o.kind === Msg.EXIT) {
+    if (poisons(o)) {
       ch.write(Msg.RESULTS, { fault: o });
       return;
     }

@@ -36,6 +36,11 @@ export interface KernelConfig {
   traceSampleRatio?: number;
   /** Replication between kernels (docs/federation.md); absent = this kernel does not federate. */
   federation?: FederationConfig;
+  /**
+   * Answer queries (ContextRead, ContextVersionList) on each component's replica on the kernel thread
+   * (host/src/runtime/replica.ts). Default true; false sends every call to the component's worker.
+   */
+  queryReplicas: boolean;
 }
 
 export const DEFAULT_ALLOWED_IMPORTS = [
@@ -75,6 +80,7 @@ const FILE_KEYS = [
   'http',
   'federation',
   'traceSampleRatio',
+  'queryReplicas',
 ];
 
 export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): KernelConfig {
@@ -126,6 +132,8 @@ export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): 
   }
   const federation =
     fromFile.federation === undefined ? undefined : parseFederationConfig(fromFile.federation, file, dataDir);
+  const queryReplicas = fromFile.queryReplicas ?? true;
+  if (typeof queryReplicas !== 'boolean') throw configError(`${file}: queryReplicas must be true or false`);
   return {
     dataDir,
     listen,
@@ -136,6 +144,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): 
     http,
     traceSampleRatio,
     federation,
+    queryReplicas,
   };
 }
 

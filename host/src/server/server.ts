@@ -104,7 +104,7 @@ export async function startKernel(
     throw new KernelError('KERNEL_ERR_CONFIG_INVALID', (e as Error).message);
   }
   mkdirSync(config.dataDir, { recursive: true });
-  const kernel = new Kernel({ dataDir: config.dataDir });
+  const kernel = new Kernel({ dataDir: config.dataDir, queryReplicas: config.queryReplicas });
   const dispatcher = new Dispatcher();
   const warnings: string[] = [];
   const anchors = await openTrustAnchors(config, warnings);
@@ -223,6 +223,11 @@ function componentMessage(c: ComponentInfo) {
     instances: s.instances.total,
     queued: s.queued,
     labels: c.labels,
+    replica_state: s.replica.state,
+    replica_reason: s.replica.reason ?? '',
+    replica_calls: s.replica.calls,
+    replica_fallbacks: s.replica.fallbacks,
+    replica_last_fallback: s.replica.lastFallback ?? '',
   };
 }
 

@@ -38,16 +38,17 @@ export class Backend {
   }
 
   /**
-   * Call `fn` on the providing component. The caller's deadline is enforced by the dispatcher, not passed
+   * Call `fn` on the providing component. `query`: the call only reads, so the kernel may answer it from the
+   * component's query replica (runtime/replica.ts); the service interface's WIT says which functions are. The caller's deadline is enforced by the dispatcher, not passed
    * to the component: a component deadline stops the instance, and a client must not be able to kill
    * shared instances by sending tiny deadlines.
    */
-  call(fn: string, args: unknown[], _ctx: CallContext): Promise<unknown> {
+  call(fn: string, args: unknown[], _ctx: CallContext, opts: { query?: boolean } = {}): Promise<unknown> {
     const name = this.provider();
     if (!name) {
       return Promise.reject(new KernelError('KERNEL_ERR_SYSCALL_UNAVAILABLE', `${this.missing()}`));
     }
-    return this.kernel.call(name, this.iface, fn, args);
+    return this.kernel.call(name, this.iface, fn, args, opts);
   }
 }
 

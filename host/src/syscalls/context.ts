@@ -52,6 +52,7 @@ export function contextSyscalls(env: SyscallEnv): SyscallDef<never, unknown>[] {
         'read',
         [r.ns, r.key, r.version === 0 ? undefined : BigInt(r.version)],
         ctx,
+        { query: true },
       )) as ContextEntry;
       return {
         data: Buffer.from(e.data),
@@ -157,6 +158,7 @@ export function contextSyscalls(env: SyscallEnv): SyscallDef<never, unknown>[] {
         'version-list',
         [r.ns, r.key, Math.min(r.limit, 1000), r.since === 0 ? undefined : BigInt(r.since)],
         ctx,
+        { query: true },
       )) as { versions: VersionInfo[]; hasMore: boolean; nextToken: string | undefined };
       return {
         versions: page.versions.map((v) => ({

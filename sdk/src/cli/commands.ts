@@ -76,6 +76,7 @@ function formatComponent(c: ComponentInfoMsg): string {
   return [
     `${c.name}${c.version ? `@${c.version}` : ''}  ${c.health}  restarts=${c.restarts} calls=${c.calls} failed=${c.failed_calls} instances=${c.instances} queued=${c.queued}`,
     `  digest ${c.digest}${c.abi ? `  abi ${c.abi}` : ''}  memory cap ${c.memory_max_pages} pages  deadline ${c.deadline_ms} ms`,
+    `  query replica: ${c.replica_state}${c.replica_reason ? ` (${c.replica_reason})` : ''}  answered=${c.replica_calls} sent to worker=${c.replica_fallbacks}${c.replica_last_fallback ? ` (last: ${c.replica_last_fallback})` : ''}`,
     `  exports: ${c.exports.join(', ') || '-'}`,
     `  imports: ${c.imports.join(', ') || '-'}`,
     ...(err ? [err] : []),
