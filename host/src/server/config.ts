@@ -40,7 +40,7 @@ export interface KernelConfig {
    * Answer queries (ContextRead, ContextVersionList) on each component's replica on the kernel thread
    * (host/src/runtime/replica.ts). Default true; false sends every call to the component's worker.
    */
-  queryReplicas: boolean;
+  queryReplicas?: boolean;
 }
 
 export const DEFAULT_ALLOWED_IMPORTS = [
