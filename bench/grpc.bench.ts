@@ -7,7 +7,9 @@
  * - the load generator in a SEPARATE process (bench/grpc/client.mjs), the same code for both servers.
  *
  * Unary ContextRead / ContextWrite at concurrency 1 / 16 / 64 (p50, p99, throughput), Arbitrate, and the
- * streaming session, each reported with the echo figure at the same concurrency as its baseline.
+ * streaming session, each reported with the echo figure at the same concurrency as its baseline. ContextRead
+ * is answered by the memory component's query replica (host/src/runtime/replica.ts); the same reads on a
+ * second kernel with replicas off (through the component's worker) are reported against it.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -190,6 +192,41 @@ export async function run(): Promise<BenchResult[]> {
         CONCURRENCY,
         true,
       );
+      // The same reads on a second kernel with query replicas off (config.json `queryReplicas: false`): every
+      // read crosses to the memory component's worker, as before replicas. Same echo baseline.
+      {
+        const off = await bootSystemKernel({ config: { queryReplicas: false } });
+        try {
+          await off.booted.dispatcher.dispatch(
+            'ContextWrite',
+            { namespace: 'bench', key: 'read-me', data },
+            ctx,
+          );
+          for (const c of CONCURRENCY) {
+            const r = await runClient({
+              mode: 'unary',
+              address: off.booted.address,
+              path: '/cam.syscall.SyscallService/ContextRead',
+              payloadB64: read(),
+              concurrency: c,
+              calls: CALLS[c],
+            });
+            const label = 'ContextRead, query replicas off (through the worker)';
+            out.push(
+              throughput(`${label} c=${c} throughput`, r, {
+                name: `ContextRead c=${c} throughput (replica)`,
+                median: round(readAt[c]!.throughput, 0),
+              }),
+            );
+          }
+        } finally {
+          await off.stop();
+        }
+      }
+      const replica = k.running.kernel.info('memory').status.replica;
+      if (replica.state === 'off' || replica.calls === 0) {
+        throw new Error(`ContextRead was not answered by the query replica: ${JSON.stringify(replica)}`);
+      }
       // Sessions keep 64 calls in flight, compared with the best unary figure (c=64). One call per message,
       // then batched (CallBatch / ResultBatch, as the SDK's SessionClient sends calls made together).
       for (const [label, field, request, calls] of [

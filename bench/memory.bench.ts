@@ -5,7 +5,10 @@
  *    `kernel.call` (worker hop, bindings, guest, kv host calls; embedded LMDB, durable writes), one call in
  *    flight (latency) and 16 in flight (time per call = elapsed / calls);
  *  - the guest's own cost: the same component instantiated in this thread through the same jco bindings,
- *    its imports served from an in-memory map, so no worker hop and no storage are measured.
+ *    its imports served from an in-memory map, so no worker hop and no storage are measured; and the same
+ *    again with the core modules instrumented for interruption, as a query replica runs them;
+ *  - read as a query, answered by the query replica on the kernel thread (host/src/runtime/replica.ts),
+ *    against the same read through the component's worker, in the same kernel.
  * Components come from the SDK build pipeline (cached in drivers/.cache).
  */
 import { createHash } from 'node:crypto';
@@ -18,6 +21,7 @@ import { pathToFileURL } from 'node:url';
 import { hostInterfaces } from '../host/src/host-interfaces/index.js';
 import { Kernel } from '../host/src/kernel/kernel.js';
 import { type KvStore, openKv } from '../host/src/kv/index.js';
+import { Interrupter, instrument } from '../host/src/runtime/interrupt.js';
 import { buildComponent } from '../sdk/src/build/index.js';
 import { ROOT } from '../test/grpc/harness.js';
 import { type BenchResult, round, stats } from './types.js';
@@ -59,12 +63,17 @@ async function concurrent(n: number, c: number, op: (i: number) => Promise<unkno
 
 type Exports = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 
-/** The component in this thread, through its jco bindings, with kv/log/clock/digest served from memory. */
-async function inProcess(kernel: Kernel, bytes: Uint8Array): Promise<Exports> {
+/**
+ * The component in this thread, through its jco bindings, with kv/log/clock/digest served from memory.
+ * `interrupt`: its core modules instrumented with interrupt checks and linked to the watchdog's check.
+ */
+async function inProcess(kernel: Kernel, bytes: Uint8Array, interrupt?: Interrupter): Promise<Exports> {
   const t = await kernel.transpiler.get(bytes);
-  const modules = new Map(
-    [...t.coreModules].map(([k, v]) => [k, new WebAssembly.Module(v as Uint8Array<ArrayBuffer>)]),
-  );
+  const modules = new Map<string, WebAssembly.Module>();
+  for (const [k, v] of t.coreModules) {
+    const code = interrupt ? await instrument(v) : v;
+    modules.set(k, new WebAssembly.Module(code as Uint8Array<ArrayBuffer>));
+  }
   const store = new Map<string, Map<string, Uint8Array>>();
   const part = (p: string) => {
     let m = store.get(p);
@@ -111,7 +120,7 @@ async function inProcess(kernel: Kernel, bytes: Uint8Array): Promise<Exports> {
   return mod.instantiate(
     (n) => modules.get(n)!,
     imports,
-    (m, i) => new WebAssembly.Instance(m, i),
+    (m, i) => new WebAssembly.Instance(m, interrupt ? { ...i, ...interrupt.imports() } : i),
   );
 }
 
@@ -171,13 +180,15 @@ export async function run(): Promise<BenchResult[]> {
     const kib = new Uint8Array(1024).fill(99);
     // The guest's own cost, in this thread, measured first: later phases leave the process's heap larger.
     const guests = new Map<string, Exports>();
+    const interrupter = await Interrupter.get();
     for (const { name, built } of [
       { name: 'memory', built: as },
       { name: 'memory-template', built: tpl },
     ])
       guests.set(name, await inProcess(kernel, await readFile(built.wasmPath)));
+    guests.set('memory-interruptible', await inProcess(kernel, await readFile(as.wasmPath), interrupter));
     const guestUs = new Map<string, number>();
-    for (const name of ['memory', 'memory-template']) {
+    for (const name of ['memory', 'memory-template', 'memory-interruptible']) {
       const m = guests.get(name)![`${MEM}@0.1.0`]!;
       m.write!('bench', 'read-64', small, [], 'bench');
       m.write!('bench', 'read-4k', page, [], 'bench');
@@ -228,6 +239,35 @@ export async function run(): Promise<BenchResult[]> {
     type Figures = { seq: number[]; conc: number; guest?: number };
     const figures = new Map<string, Figures>();
     const record = (key: string, f: Figures) => figures.set(key, f);
+
+    // Reads as queries: the replica on the kernel thread (built after the last write), then the same reads
+    // through the worker in the same kernel. Measured before the template's runs below grow the heap.
+    await k.call('memory', MEM, 'write', ['bench', 'read-64', small, [], 'bench']);
+    await k.call('memory', MEM, 'write', ['bench', 'read-4k', page, [], 'bench']);
+    const query = (key: string) => () =>
+      k.call('memory', MEM, 'read', ['bench', key, undefined], { query: true });
+    await query('read-64')();
+    for (let i = 0; k.info('memory').status.replica.state !== 'ready'; i++) {
+      if (i > 5_000)
+        throw new Error(
+          `the memory replica did not start: ${JSON.stringify(k.info('memory').status.replica)}`,
+        );
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const answeredBefore = k.info('memory').status.replica.calls;
+    for (const [label, key] of [
+      ['read 64 B', 'read-64'],
+      ['read 4 KiB', 'read-4k'],
+    ] as const) {
+      record(`memory ${label} query`, {
+        seq: await sequential(1000, query(key)),
+        conc: await concurrent(5000, CONCURRENCY, query(key)),
+      });
+    }
+    const replica = k.info('memory').status.replica;
+    if (replica.fallbacks > 0 || replica.calls - answeredBefore < 2 * 6 * 1000) {
+      throw new Error(`the replica did not answer every query: ${JSON.stringify(replica)}`);
+    }
 
     for (const { name } of builds) {
       await k.call(name, MEM, 'write', ['bench', 'read-64', small, [], 'bench']);
@@ -296,6 +336,49 @@ export async function run(): Promise<BenchResult[]> {
         notes: 'jco bindings + guest code, imports served from an in-memory map in the same thread',
       });
     }
+    for (const label of ['read 64 B', 'read 4 KiB']) {
+      const q = figures.get(`memory ${label} query`)!;
+      const w = figures.get(`memory ${label}`)!;
+      const sq = stats(q.seq);
+      const sw = stats(w.seq);
+      const WORKER = `the same read through the component's worker`;
+      results.push({
+        suite: SUITE,
+        name: `${label} as a query (replica on the kernel thread), 1 in flight`,
+        unit: 'us',
+        median: round(sq.median, 1),
+        p99: round(sq.p99, 1),
+        baseline: { name: WORKER, median: round(sw.median, 1) },
+        notes: `kernel.call(..., { query: true }); worker p99 ${round(sw.p99, 1)} us`,
+      });
+      results.push({
+        suite: SUITE,
+        name: `${label} as a query (replica on the kernel thread), ${CONCURRENCY} in flight`,
+        unit: 'us/call',
+        median: round(q.conc, 1),
+        baseline: { name: WORKER, median: round(w.conc, 1) },
+        notes: 'time per call = elapsed / calls',
+      });
+      results.push({
+        suite: SUITE,
+        name: `${label}: guest + bindings, in process, instrumented for interruption`,
+        unit: 'us/call',
+        median: round(guestUs.get(`memory-interruptible ${label}`)!, 2),
+        baseline: { name: 'the same, not instrumented', median: round(guestUs.get(`memory ${label}`)!, 2) },
+        notes: 'a check at every function entry, loop header and return (host/src/runtime/interrupt.ts)',
+      });
+    }
+    results.push({
+      suite: SUITE,
+      name: 'write-many 1,000 x 1 KiB: guest + bindings, in process, instrumented for interruption',
+      unit: 'ms/call',
+      median: round(guestUs.get('memory-interruptible write-many')! / 1000, 3),
+      baseline: {
+        name: 'the same, not instrumented',
+        median: round(guestUs.get('memory write-many')! / 1000, 3),
+      },
+      notes: 'the loop-heaviest call: what the checks cost where they run most',
+    });
     const wa = stats(figures.get('memory write-many')!.seq);
     const wb = stats(figures.get('memory-template write-many')!.seq);
     results.push({
@@ -318,6 +401,7 @@ export async function run(): Promise<BenchResult[]> {
     });
   } finally {
     await kernel?.stop();
+    await Interrupter.shutdown();
     await kv?.close();
     rmSync(dir, { recursive: true, force: true });
   }

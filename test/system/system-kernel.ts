@@ -40,10 +40,12 @@ export interface SystemKernel {
 }
 
 export async function bootSystemKernel(
-  opts: { dataDir?: string; kv?: KernelConfig['kv'] } = {},
+  opts: { dataDir?: string; kv?: KernelConfig['kv']; config?: Record<string, unknown> } = {},
 ): Promise<SystemKernel> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'cam-system-test-'));
-  if (opts.kv) writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ kv: opts.kv }));
+  // <data-dir>/config.json, as an operator would write it.
+  const file = { ...opts.config, ...(opts.kv ? { kv: opts.kv } : {}) };
+  if (Object.keys(file).length > 0) writeFileSync(join(dataDir, 'config.json'), JSON.stringify(file));
   const config = loadConfig({ dataDir, listen: '127.0.0.1:0', tpm: 'none' }, {});
   const booted = await boot(config, { log: () => {} });
   const missing = ['memory', 'scheduler', 'arbitration'].filter((n) => !booted.kernel.has(n));
