@@ -456,7 +456,7 @@ export class Kernel {
             }
             throw e;
           }
-          const code = interruptible ? await instrument(capped) : capped;
+          const code = interruptible ? await instrument(capped, join(this.options.dataDir, 'cache')) : capped;
           return WebAssembly.compile(code as Uint8Array<ArrayBuffer>);
         })();
         this.compiled.set(key, p);

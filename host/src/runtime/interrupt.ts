@@ -17,6 +17,9 @@
  * starts a watchdog thread per run (~85 us per call); the worker-thread path pays two wake-ups per call.
  * The check costs a wasm-to-wasm call per loop iteration: measured in bench/memory.bench.ts.
  */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { withoutCustomSections } from '../component/wasm-binary.js';
@@ -32,14 +35,21 @@ const DEADLINE_F64 = 3; // byte 24
 
 export const INTERRUPT_SLOTS = { SEQ, INTERRUPT, SLEEPING, WAKE, LATEST, DEADLINE_F64 } as const;
 
-/** The trap helper: traps when the interrupt word equals the running call's sequence number. */
-const CHECK_WAT = `(module
-  (import "interrupt" "memory" (memory 1 1 shared))
-  (func (export "check") (param i32)
-    (local $i i32)
-    (local.set $i (i32.atomic.load offset=4 (i32.const 0)))
-    (if (local.get $i)
-      (then (if (i32.eq (local.get $i) (i32.atomic.load (i32.const 0))) (then unreachable))))))`;
+/**
+ * The trap helper, 88 bytes, assembled (binaryen) from:
+ *   (module
+ *     (import "interrupt" "memory" (memory 1 1 shared))
+ *     (func (export "check") (param i32)
+ *       (local $i i32)
+ *       (local.set $i (i32.atomic.load offset=4 (i32.const 0)))
+ *       (if (local.get $i)
+ *         (then (if (i32.eq (local.get $i) (i32.atomic.load (i32.const 0))) (then unreachable))))))
+ * It traps when the interrupt word names the call running now.
+ */
+const CHECK_WASM = Buffer.from(
+  'AGFzbQEAAAABBQFgAX8AAhYBCWludGVycnVwdAZtZW1vcnkCAwEBAwIBAAcJAQVjaGVjawAACiABHgEBf0EA/hACBCEBIAEEQCABQQD+EAIARgRAAAsLCw==',
+  'base64',
+);
 
 /** Where instrumented modules import the check from (`log_execution`, binaryen's name for it). */
 export const CHECK_MODULE = 'cam-os:interrupt';
@@ -49,46 +59,75 @@ const TICK_MS = 2;
 /** After this long without an inline call, the watchdog sleeps until the next one wakes it (ms). */
 const IDLE_MS = 1_000;
 
-type Binaryen = typeof import('binaryen').default;
-let binaryenP: Promise<Binaryen> | undefined;
-/** binaryen.js is ~12 MB of JS and wasm: loaded the first time a module is instrumented, not at start. */
-function binaryen(): Promise<Binaryen> {
-  binaryenP ??= import('binaryen').then((m) => m.default);
-  return binaryenP;
-}
-
 export class InterruptError extends Error {
   override name = 'InterruptError';
 }
 
+/** Bump when the instrumentation changes, so cached instrumented modules are not reused. */
+const INSTRUMENT_VERSION = 1;
+
 /**
  * A core module with an interrupt check at every function entry, loop header and return. The check is the
  * import `cam-os:interrupt` `log_execution(i32)`; `Interrupter.imports()` supplies it.
+ *
+ * binaryen.js is ~12 MB of JS and wasm and keeps ~150 MB of RSS once loaded, so it runs in a short-lived
+ * worker thread, never in the kernel's own heap; with `cacheDir` the result is kept on disk by the module's
+ * sha-256 and later starts do not run binaryen at all.
  */
-export async function instrument(bytes: Uint8Array): Promise<Uint8Array> {
-  const b = await binaryen();
+export async function instrument(bytes: Uint8Array, cacheDir?: string): Promise<Uint8Array> {
   const probe = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
   if (WebAssembly.Module.imports(probe).some((i) => i.module === CHECK_MODULE)) {
     throw new InterruptError(`module already imports from ${CHECK_MODULE}; it cannot be instrumented`);
   }
+  const file = cacheDir
+    ? join(
+        cacheDir,
+        `interrupt-v${INSTRUMENT_VERSION}`,
+        `${createHash('sha256').update(bytes).digest('hex')}.wasm`,
+      )
+    : undefined;
+  if (file) {
+    const cached = await readFile(file).catch(() => undefined);
+    if (cached && WebAssembly.validate(cached)) return cached;
+  }
   // Custom sections go: nothing needs them in a replica, and binaryen warns on stderr about name
   // subsections it does not know (wasm-tools writes some).
-  const m = b.readBinary(withoutCustomSections(bytes));
-  try {
-    m.setFeatures(b.Features.All);
-    // Without the argument the pass imports the logger from the module's first import module.
-    b.setPassArgument('log-execution', CHECK_MODULE);
-    m.runPasses(['log-execution']);
-    if (!m.validate()) throw new InterruptError('instrumented module does not validate');
-    return m.emitBinary();
-  } finally {
-    m.dispose();
+  const out = await inWorker(withoutCustomSections(bytes));
+  if (file) {
+    await mkdir(dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+    await writeFile(tmp, out);
+    await rename(tmp, file);
   }
+  return out;
 }
 
-function watchdogUrl(): URL {
-  const here = new URL('./interrupt-watchdog.js', import.meta.url);
-  // Under vitest the sources run from host/src; a worker must be the compiled file in host/dist.
+function inWorker(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(fileURLToPath(siblingUrl('./instrument-worker.js')), {
+      workerData: { bytes, module: CHECK_MODULE },
+      name: 'instrument',
+      env: {},
+    });
+    let settled = false;
+    w.once('message', (m: { ok?: Uint8Array; error?: string }) => {
+      settled = true;
+      if (m.ok) resolve(m.ok);
+      else reject(new InterruptError(`cannot instrument the module: ${m.error}`));
+    });
+    w.once('error', (e) => {
+      settled = true;
+      reject(new InterruptError(`cannot instrument the module: ${e.message}`));
+    });
+    w.once('exit', (code) => {
+      if (!settled) reject(new InterruptError(`the instrumenting thread exited with code ${code}`));
+    });
+  });
+}
+
+/** A compiled (host/dist) module beside this one: under vitest the sources run from host/src. */
+function siblingUrl(rel: string): URL {
+  const here = new URL(rel, import.meta.url);
   if (here.pathname.includes('/host/src/')) return new URL(here.href.replace('/host/src/', '/host/dist/'));
   return here;
 }
@@ -124,15 +163,7 @@ export class Interrupter {
   }
 
   private static async create(): Promise<Interrupter> {
-    const b = await binaryen();
-    const m = b.parseText(CHECK_WAT);
-    let bin: Uint8Array;
-    try {
-      m.setFeatures(b.Features.All);
-      bin = m.emitBinary();
-    } finally {
-      m.dispose();
-    }
+    const bin = CHECK_WASM;
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bin as Uint8Array<ArrayBuffer>), {
       interrupt: { memory },
@@ -143,7 +174,7 @@ export class Interrupter {
   }
 
   private start(): void {
-    const w = new Worker(fileURLToPath(watchdogUrl()), {
+    const w = new Worker(fileURLToPath(siblingUrl('./interrupt-watchdog.js')), {
       workerData: { memory: this.memory, tickMs: TICK_MS, idleMs: IDLE_MS },
       name: 'interrupt-watchdog',
       env: {},

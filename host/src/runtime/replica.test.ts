@@ -2,7 +2,7 @@
  * Query replicas (runtime/replica.ts) and the interrupt watchdog they run under (runtime/interrupt.ts), with
  * real WAT components in a real kernel. No timing thresholds: these check who answered and what.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import binaryen from 'binaryen';
@@ -26,6 +26,10 @@ function wat(text: string): Uint8Array {
   }
 }
 
+const SPIN = `(module
+  (func (export "spin") (loop $l (br $l)))
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))`;
+
 async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!ok()) {
@@ -41,11 +45,7 @@ afterAll(async () => {
 describe('interrupt watchdog', () => {
   it('stops an instrumented infinite loop on the calling thread at its deadline, and the next call runs', async () => {
     const it = await Interrupter.get();
-    const bytes = await instrument(
-      wat(`(module
-        (func (export "spin") (loop $l (br $l)))
-        (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))`),
-    );
+    const bytes = await instrument(wat(SPIN));
     expect(WebAssembly.Module.imports(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>))).toEqual([
       { module: CHECK_MODULE, name: 'log_execution', kind: 'function' },
     ]);
@@ -76,6 +76,23 @@ describe('interrupt watchdog', () => {
     // The watchdog goes to sleep after a second without inline calls.
     await new Promise((r) => setTimeout(r, 1_300));
     expect(() => it.run(Date.now() + 30, inst.exports.spin as () => void)).toThrow(InterruptError);
+  });
+
+  it('keeps instrumented modules on disk by digest, and uses them on the next start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cam-os-instrument-'));
+    try {
+      const first = await instrument(wat(SPIN), dir);
+      const files = readdirSync(join(dir, 'interrupt-v1'));
+      expect(files).toHaveLength(1);
+      const written = statSync(join(dir, 'interrupt-v1', files[0]!)).mtimeMs;
+      expect(Buffer.from(await instrument(wat(SPIN), dir))).toEqual(Buffer.from(first));
+      expect(statSync(join(dir, 'interrupt-v1', files[0]!)).mtimeMs).toBe(written); // read, not made again
+      // A damaged entry is not used: it is made again.
+      writeFileSync(join(dir, 'interrupt-v1', files[0]!), 'not wasm');
+      expect(Buffer.from(await instrument(wat(SPIN), dir))).toEqual(Buffer.from(first));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a module that already imports from its check module', async () => {
