@@ -55,7 +55,7 @@ const CHECK_WASM = Buffer.from(
 export const CHECK_MODULE = 'cam-os:interrupt';
 
 /** How often the watchdog looks at the running call while inline calls are being made (ms). */
-const TICK_MS = 2;
+const TICK_MS = 10;
 /** After this long without an inline call, the watchdog sleeps until the next one wakes it (ms). */
 const IDLE_MS = 1_000;
 
