@@ -200,7 +200,7 @@ export async function run(): Promise<BenchResult[]> {
           await off.booted.dispatcher.dispatch(
             'ContextWrite',
             { namespace: 'bench', key: 'read-me', data },
-            ctx,
+            { callerId: 'bench', deadlineAt: Date.now() + 60_000 },
           );
           for (const c of CONCURRENCY) {
             const r = await runClient({
