@@ -63,7 +63,9 @@ interface KeyUpdate {
   namespace: string;
   key: string;
   added: Entry[];
-  current: Entry;
+  currentId: string;
+  /** Only when the current value is not in `added`: each write's data crosses the boundary once. */
+  current: Entry | undefined;
   currentChanged: boolean;
 }
 /** An entry as stored in the document (objects: earlier versions; now encoded, see encodeStored). */
@@ -574,7 +576,6 @@ export const federation = {
       if (id === undefined) continue;
       const v = entriesOf(t.ns).get(id);
       if (v === undefined) continue;
-      const s = decodeStored(v);
       const before = currentIds.get(k);
       currentIds.set(k, id);
       t.added.sort(
@@ -587,7 +588,8 @@ export const federation = {
         namespace: t.ns,
         key: t.key,
         added: t.added,
-        current: toEntry(id, s, t.ns),
+        currentId: id,
+        current: t.added.some((e) => e.id === id) ? undefined : toEntry(id, decodeStored(v), t.ns),
         currentChanged: before !== id,
       });
     }

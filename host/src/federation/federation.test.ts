@@ -1,7 +1,8 @@
 /**
  * Unit tests of the federation host pieces that stand alone: the config section, the frame codec, the plan
- * of memory writes for a peer update, a link's frame order, the reconnect delay, and the cut of a peer
- * update to what a node lacks. The data paths are tested with real kernel processes in test/federation and
+ * of memory writes for a peer update, a link's frame order, the reconnect delay, the cut of a peer update
+ * to what a node lacks, the state vector mirror, and the outcomes of a local write stored and recorded side
+ * by side. The data paths are tested with real kernel processes in test/federation and
  * with the real component in drivers/federation.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,9 +13,11 @@ import * as Y from 'yjs';
 import { KernelError } from '../errors.js';
 import { loadConfig } from '../server/config.js';
 import { namespaceMatches, parseFederationConfig } from './config.js';
+import { storeAndRecord } from './index.js';
 import {
   advanceStateVector,
   ENTRY_META,
+  type KeyUpdate,
   Link,
   lacking,
   missingWrites,
@@ -166,32 +169,42 @@ describe('plan of memory writes for a peer update', () => {
     },
   });
   const values = (ws: ReturnType<typeof plan>) => ws.map((w) => new TextDecoder().decode(w.data));
+  /** A key update as the component sends it: the current entry itself only when it is not one of `added`. */
+  const update = (added: Entry[], current: Entry, currentChanged: boolean): KeyUpdate => ({
+    namespace: 'shared',
+    key: 'k',
+    added,
+    currentId: current.id,
+    current: added.some((e) => e.id === current.id) ? undefined : current,
+    currentChanged,
+  });
+  type Entry = ReturnType<typeof entry>;
 
   it('writes new entries oldest first and ends on the current value', () => {
     const a = entry('1.0', 'a', 'from-a', 1);
     const b = entry('2.0', 'b', 'from-b', 2);
     // b is current and the newest: written last once.
-    expect(
-      values(plan([{ namespace: 'shared', key: 'k', added: [a, b], current: b, currentChanged: true }])),
-    ).toEqual(['from-a', 'from-b']);
+    expect(values(plan([update([a, b], b, true)]))).toEqual(['from-a', 'from-b']);
     // a is current though older: the loser b is kept in history, then a is written again on top.
-    expect(
-      values(plan([{ namespace: 'shared', key: 'k', added: [a, b], current: a, currentChanged: true }])),
-    ).toEqual(['from-a', 'from-b', 'from-a']);
+    expect(values(plan([update([a, b], a, true)]))).toEqual(['from-a', 'from-b', 'from-a']);
     // Only a losing entry arrived: history gets it, the unchanged current value is restored on top.
     const cur = entry('3.0', 'c', 'local', 0);
-    expect(
-      values(plan([{ namespace: 'shared', key: 'k', added: [b], current: cur, currentChanged: false }])),
-    ).toEqual(['from-b', 'local']);
+    expect(values(plan([update([b], cur, false)]))).toEqual(['from-b', 'local']);
     // Nothing new and the current value unchanged: nothing to write.
-    expect(plan([{ namespace: 'shared', key: 'k', added: [], current: cur, currentChanged: false }])).toEqual(
-      [],
+    expect(plan([update([], cur, false)])).toEqual([]);
+  });
+
+  it('refuses a key update that names a current value it does not carry', () => {
+    const a = entry('1.0', 'a', 'from-a', 1);
+    const b = entry('2.0', 'b', 'from-b', 2);
+    expect(() => plan([{ ...update([a], b, true), current: undefined }])).toThrow(
+      /named 2\.0 current for shared\/k without sending it/,
     );
   });
 
   it('keeps the metadata and the author, and says where the write came from', () => {
     const a = entry('1.0', 'a', 'v', 1);
-    const [w] = plan([{ namespace: 'shared', key: 'k', added: [a], current: a, currentChanged: true }]);
+    const [w] = plan([update([a], a, true)]);
     expect(w!.author).toBe('alice');
     expect(w!.metadata).toEqual([
       ['x', '1'],
@@ -328,5 +341,65 @@ describe('the state vector mirror', () => {
     expect(missingWrites(ours, Y.encodeStateVector(b))).toBe(0);
     write(b, 'only-on-b');
     expect(missingWrites(ours, Y.encodeStateVector(b))).toBe(0);
+  });
+});
+
+describe('a local write stored in memory and recorded in the document side by side', () => {
+  const hash = 'ab'.repeat(32);
+  /** Runs storeAndRecord with memory answering `mem` in turn (an Error rejects) and the document `doc`. */
+  const run = async (mem: Array<string | Error>, doc: Error | undefined) => {
+    const calls = { store: 0, record: 0 };
+    const warnings: string[] = [];
+    const outcome = await storeAndRecord(
+      async () => {
+        const answer = mem[calls.store++]!;
+        if (answer instanceof Error) throw answer;
+        return { hash: answer, version: calls.store };
+      },
+      async () => {
+        calls.record++;
+        if (doc) throw doc;
+      },
+      hash,
+      'shared/k',
+      (l) => warnings.push(l),
+    ).then(
+      (v) => ({ ok: v }),
+      (e: Error) => ({ error: e.message }),
+    );
+    return { outcome, calls, warnings };
+  };
+
+  it('answers with the receipt when both succeed, each called once', async () => {
+    expect(await run([hash], undefined)).toEqual({
+      outcome: { ok: { hash, version: 1 } },
+      calls: { store: 1, record: 1 },
+      warnings: [],
+    });
+  });
+
+  it("stores again when memory failed but the document took the write, and answers with memory's error", async () => {
+    const r = await run([new Error('memory busy'), hash], undefined);
+    expect(r.outcome).toEqual({ error: 'memory busy' });
+    expect(r.calls).toEqual({ store: 2, record: 1 });
+    expect(r.warnings).toEqual([]);
+    const twice = await run([new Error('memory busy'), new Error('memory down')], undefined);
+    expect(twice.outcome).toEqual({ error: 'memory busy' });
+    expect(twice.warnings).toEqual([
+      expect.stringMatching(/shared\/k is in the document but memory refused it twice \(memory down\)/),
+    ]);
+  });
+
+  it("answers with the document's error when only the document failed (the write is local only), memory's when both did", async () => {
+    expect((await run([hash], new Error('kv down'))).outcome).toEqual({ error: 'kv down' });
+    const both = await run([new Error('memory down')], new Error('kv down'));
+    expect(both.outcome).toEqual({ error: 'memory down' });
+    expect(both.calls).toEqual({ store: 1, record: 1 });
+  });
+
+  it('refuses a receipt whose hash is not the one the document recorded', async () => {
+    expect((await run(['cd'.repeat(32)], undefined)).outcome).toEqual({
+      error: expect.stringMatching(/memory stored shared\/k with hash cdcd.*, the document with abab/),
+    });
   });
 });

@@ -4,6 +4,7 @@
  * peer node. Only created when the kernel config has a `federation` section, so a plain `cam-os up` loads
  * no federation component and opens no peer port.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
@@ -13,7 +14,7 @@ import { requireAdmin } from '../grpc/admin-guard.js';
 import { toServiceError } from '../server/grpc-errors.js';
 import type { KernelContext, RunningKernel, ServiceRegistration } from '../server/server.js';
 import { contextSyscalls } from '../syscalls/context.js';
-import type { SyscallEnv } from '../syscalls/env.js';
+import { requireNamespace, type SyscallEnv } from '../syscalls/env.js';
 import type { FederationConfig } from './config.js';
 import { FederationNode } from './node.js';
 import { ADMIN_SERVICE } from './wire.js';
@@ -30,6 +31,47 @@ export interface FederationWiring {
   start(k: RunningKernel, systemRoot: string, log?: (line: string) => void): Promise<FederationNode>;
   stop(): Promise<void>;
   node(): FederationNode | undefined;
+}
+
+/**
+ * A local write in a federated namespace: memory stores it (`store`) while the document records it
+ * (`record`, which sends the update to the peers as soon as it is durable), so memory's write, a component
+ * call and an fsync, is not on the replication path; the caller's answer waits for both. When memory
+ * fails and the document took the write, the write replicates anyway: memory gets it once more, so its
+ * latest version stays the document's current value here too, and the caller gets memory's error either way
+ * (as with a timeout, a failed write may still appear). When the document fails, the write is local only
+ * until it is written again.
+ */
+export async function storeAndRecord<R extends { hash: string }>(
+  store: () => Promise<R>,
+  record: () => Promise<void>,
+  hash: string,
+  what: string,
+  warn: (line: string) => void,
+): Promise<R> {
+  const [mem, doc] = await Promise.allSettled([store(), record()]);
+  if (mem.status === 'rejected') {
+    if (doc.status === 'fulfilled') {
+      await store().then(
+        (again) => {
+          if (again.hash !== hash)
+            warn(`federation: memory stored ${what} with hash ${again.hash}, not ${hash}`);
+        },
+        (e: Error) =>
+          warn(
+            `federation: ${what} is in the document but memory refused it twice (${e.message}); this kernel serves the key's previous value until it is written again`,
+          ),
+      );
+    }
+    throw mem.reason;
+  }
+  if (doc.status === 'rejected') throw doc.reason;
+  if (mem.value.hash !== hash)
+    throw new KernelError(
+      'KERNEL_ERR_INTERNAL',
+      `federation: memory stored ${what} with hash ${mem.value.hash}, the document with ${hash}`,
+    );
+  return mem.value;
 }
 
 export function federationWiring(config: FederationConfig): FederationWiring {
@@ -52,17 +94,24 @@ export function federationWiring(config: FederationConfig): FederationWiring {
           // Not during a remote apply, not beside another write of the key: memory's latest must stay the
           // document's current value.
           return n.localWrite(r.ns, r.key, async () => {
-            const receipt = await base.handle(r, ctx);
-            await n.recordLocal({
+            // The scope check comes before the document sees the write (base.handle repeats it for memory).
+            requireNamespace(env, ctx, 'ContextWrite', r.ns);
+            const change = {
               namespace: r.ns,
               key: r.key,
-              hash: receipt.hash,
+              hash: createHash('sha256').update(r.data).digest('hex'),
               data: r.data,
               metadata: r.metadata,
               author: ctx.callerId,
               timestampMs: BigInt(Date.now()),
-            });
-            return receipt;
+            };
+            return storeAndRecord(
+              () => base.handle(r, ctx),
+              () => n.recordLocal(change),
+              change.hash,
+              `${r.ns}/${r.key}`,
+              (line) => n.warn(line),
+            );
           });
         },
       };

@@ -2,8 +2,9 @@
  * One kernel's membership in a federation: the peer listener (mTLS gRPC), the links to other kernels,
  * membership gossip, failure detection, reconnect with backoff, anti-entropy, and the two data paths:
  *
- * - local write in a federated namespace -> memory (by the ContextWrite syscall) -> federation component
- *   `record-local-change` (durable) -> the Yjs update goes to every live peer;
+ * - local write in a federated namespace -> memory (by the ContextWrite syscall) and, side by side, the
+ *   federation component's `record-local-change` (durable) -> the Yjs update goes to every live peer
+ *   (`storeAndRecord` in index.ts);
  * - peer update -> component `apply-update` (staged) -> what it reports is written into memory ->
  *   `commit-applied` (durable, lazily).
  *
@@ -61,6 +62,11 @@ const LARGE_UPDATE_BYTES = 64 * 1024;
 const MEMORY_CHUNK_WRITES = 1_000;
 const MEMORY_CHUNK_BYTES = 4 * 1024 * 1024;
 const MEMORY_IFACE = 'cam:kernel/memory';
+/**
+ * While the state-vector mirror is current, heartbeats send it without asking the component; every this many
+ * heartbeats the kernel reads the state vector from the component anyway, so the mirror is checked against it.
+ */
+const SV_READ_EVERY_TICKS = 20;
 /** Metadata the kernel adds to a replicated write in memory (the original metadata is kept). */
 export const ORIGIN_META = 'federation.origin';
 export const ENTRY_META = 'federation.entry';
@@ -79,11 +85,13 @@ interface Entry {
   originNode: string;
   change: Change;
 }
-interface KeyUpdate {
+export interface KeyUpdate {
   namespace: string;
   key: string;
   added: Entry[];
-  current: Entry;
+  currentId: string;
+  /** The current value when it is not one of `added` (the component sends each write once). */
+  current?: Entry;
   currentChanged: boolean;
 }
 interface ApplyResult {
@@ -255,11 +263,13 @@ export class FederationNode {
   /**
    * The component's state vector at generation `gen`, read from it and carried forward with what each local
    * change and each fully integrated peer update added (dropped when that is not known: an update that left
-   * parts waiting, a failed call, a discard). It answers how much a peer's heartbeat state vector lacks
-   * without a component call: those were two of every node's three component calls per heartbeat, and a
-   * peer update arriving meanwhile waited behind them.
+   * parts waiting, a failed call, a discard). It answers how much a peer's heartbeat state vector lacks,
+   * and gives the state vector of this node's heartbeats and hellos, without a component call: those were
+   * every node's component calls per heartbeat, and a peer update arriving meanwhile waited behind them.
    */
   private svMirror: { gen: number; sv: Map<number, number> } | undefined;
+  /** Heartbeats since the state vector was last read from the component. */
+  private ticksSinceSvRead = 0;
   /** With `federation.identity`: this node's key pair and the key id each peer node must prove. */
   private identity:
     | { pair: PublisherKeyPair; keyOf: Map<string, string>; lookup: TrustKeyLookup }
@@ -281,6 +291,11 @@ export class FederationNode {
       client: grpc.credentials.createSsl(ca, readFileSync(t.clientKey), readFileSync(t.clientCert)),
     };
     for (const s of this.config.seeds) this.seeds.add(s);
+  }
+
+  /** A warning line in the node's log. */
+  warn(line: string): void {
+    this.log(line);
   }
 
   replicates(namespace: string): boolean {
@@ -430,8 +445,9 @@ export class FederationNode {
   // Data paths
 
   /**
-   * After the memory component stored a local write in a federated namespace: record it in the document
-   * (durable before it returns) and send the update to every live peer. Call inside `localWrite`.
+   * A local write in a federated namespace, which memory stores side by side (`storeAndRecord` in index.ts):
+   * record it in the document (durable before the component returns) and send the update to every live peer
+   * at once. Call inside `localWrite`.
    */
   async recordLocal(change: Change): Promise<void> {
     let update: Uint8Array | undefined;
@@ -545,7 +561,7 @@ export class FederationNode {
       const t0 = performance.now();
       let bytes: Uint8Array | undefined = update;
       if (large) {
-        bytes = lacking(update, await this.stateVector());
+        bytes = lacking(update, this.mirroredSv() ?? (await this.stateVector()));
         if (!bytes) return;
       }
       let res: ApplyResult;
@@ -720,7 +736,8 @@ export class FederationNode {
 
   private async hello(link: Link): Promise<void> {
     try {
-      const sv = this.lastSv?.gen === this.docGen ? this.lastSv.sv : await this.stateVector();
+      const sv =
+        this.lastSv?.gen === this.docGen ? this.lastSv.sv : (this.mirroredSv() ?? (await this.stateVector()));
       link.send({
         t: 'hello',
         node: this.config.nodeId,
@@ -741,7 +758,23 @@ export class FederationNode {
     if (!this.lastSv || this.lastSv.gen <= gen) this.lastSv = { gen, sv };
     // Calls run in order and their results arrive in order: every change the component made before this
     // call has bumped the generation by now, and none after it has.
-    this.svMirror = { gen: this.docGen, sv: Y.decodeStateVector(sv) };
+    const read = Y.decodeStateVector(sv);
+    const m = this.svMirror;
+    if (m && m.gen === this.docGen && !sameStateVector(m.sv, read))
+      this.log("federation: the kernel's state-vector mirror differed from the component's (replaced)");
+    this.svMirror = { gen: this.docGen, sv: read };
+    return sv;
+  }
+
+  /**
+   * The component's state vector now, encoded from the mirror when it is current (undefined when it is not):
+   * no component call, so a heartbeat or a hello does not put a call in front of the next peer update.
+   */
+  private mirroredSv(): Uint8Array | undefined {
+    const m = this.svMirror;
+    if (!m || m.gen !== this.docGen) return undefined;
+    const sv = Y.encodeStateVector(m.sv);
+    this.lastSv = { gen: this.docGen, sv };
     return sv;
   }
 
@@ -926,8 +959,15 @@ export class FederationNode {
     for (const l of live) l.send({ t: 'ping', payload: new Uint8Array(0) });
     // The state vector goes to every peer. It is also kept for the next hello, which then need not wait
     // behind a busy component: so it is refreshed while no peer is connected too, when the document changed.
-    if (!this.svInFlight && (live.length > 0 || this.lastSv?.gen !== this.docGen)) {
+    const mirrored =
+      ++this.ticksSinceSvRead < SV_READ_EVERY_TICKS && (live.length > 0 || this.lastSv?.gen !== this.docGen)
+        ? this.mirroredSv()
+        : undefined;
+    if (mirrored) {
+      for (const l of live) l.send({ t: 'sv', members: this.members_(), payload: mirrored });
+    } else if (!this.svInFlight && (live.length > 0 || this.lastSv?.gen !== this.docGen)) {
       this.svInFlight = true;
+      this.ticksSinceSvRead = 0;
       this.stateVector()
         .then(
           (sv) => {
@@ -1019,9 +1059,16 @@ export function plan(changes: KeyUpdate[]): PlannedWrite[] {
     let lastIsCurrent = !c.currentChanged;
     for (const e of c.added) {
       out.push(toWrite(e));
-      lastIsCurrent = e.id === c.current.id;
+      lastIsCurrent = e.id === c.currentId;
     }
-    if (!lastIsCurrent) out.push(toWrite(c.current));
+    if (lastIsCurrent) continue;
+    const current = c.current ?? c.added.find((e) => e.id === c.currentId);
+    if (!current)
+      throw new KernelError(
+        'KERNEL_ERR_INTERNAL',
+        `federation: the component named ${c.currentId} current for ${c.namespace}/${c.key} without sending it`,
+      );
+    out.push(toWrite(current));
   }
   return out;
 }
@@ -1056,6 +1103,12 @@ export function lacking(update: Uint8Array, sv: Uint8Array): Uint8Array | undefi
 export function advanceStateVector(sv: Map<number, number>, update: Uint8Array): void {
   for (const [client, clock] of Y.parseUpdateMeta(update).to)
     if (clock > (sv.get(client) ?? 0)) sv.set(client, clock);
+}
+
+function sameStateVector(a: Map<number, number>, b: Map<number, number>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [client, clock] of a) if (b.get(client) !== clock) return false;
+  return true;
 }
 
 /**

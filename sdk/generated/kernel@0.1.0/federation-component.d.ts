@@ -147,11 +147,16 @@ declare module 'cam:kernel/federation@0.1.0' {
      */
     added: Array<Entry>,
     /**
-     * The key's current value after the update (the rule above).
+     * Id of the key's current value after the update (the rule above).
      */
-    current: Entry,
+    currentId: string,
     /**
-     * Whether `current` differs from the value before the update.
+     * The current value itself when it is not one of `added`; `none` when it is (each write crosses the
+     * component boundary once).
+     */
+    current?: Entry,
+    /**
+     * Whether the current value differs from the value before the update.
      */
     currentChanged: boolean,
   }
