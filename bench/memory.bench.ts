@@ -246,8 +246,9 @@ export async function run(): Promise<BenchResult[]> {
     await k.call('memory', MEM, 'write', ['bench', 'read-4k', page, [], 'bench']);
     const query = (key: string) => () =>
       k.call('memory', MEM, 'read', ['bench', key, undefined], { query: true });
-    await query('read-64')();
+    // A query starts a build when the replica is stale (builds are spaced a little): keep asking until ready.
     for (let i = 0; k.info('memory').status.replica.state !== 'ready'; i++) {
+      await query('read-64')();
       if (i > 5_000)
         throw new Error(
           `the memory replica did not start: ${JSON.stringify(k.info('memory').status.replica)}`,
