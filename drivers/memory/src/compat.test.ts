@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComponentHarness } from '../../../sdk/src/build/harness.js';
-import { buildComponent } from '../../../sdk/src/build/index.js';
+import { buildMemory } from './build.js';
 import {
   COMPONENT,
   CONFIG,
@@ -32,7 +32,6 @@ import {
   T0,
 } from './compat.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/ts-component.json', import.meta.url));
 const IMPORTS = [
   'cam:kernel/clock@0.1.0',
@@ -91,14 +90,7 @@ describe.skipIf(recordFrom)('the AssemblyScript component and the TypeScript one
   beforeAll(async () => {
     fixture = JSON.parse(readFileSync(FIXTURE, 'utf8')) as Fixture;
     outDir = await mkdtemp(join(tmpdir(), 'cam-mem-compat-'));
-    const built = await buildComponent({
-      entry: join(ROOT, 'drivers/memory/assembly/index.ts'),
-      toolchain: 'assemblyscript',
-      world: 'memory-component',
-      outDir,
-      cacheDir: join(ROOT, 'drivers/.cache'),
-      name: 'memory',
-    });
+    const built = await buildMemory(outDir);
     wasmPath = built.wasmPath;
   }, 120_000);
 

@@ -8,12 +8,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComponentHarness } from '../../../sdk/src/build/harness.js';
-import { type BuildResult, buildComponent } from '../../../sdk/src/build/index.js';
+import type { BuildResult } from '../../../sdk/src/build/index.js';
+import { buildMemory } from './build.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const MEM = 'cam:kernel/memory';
 
 let outDir: string;
@@ -22,14 +21,7 @@ let h: ComponentHarness;
 
 beforeAll(async () => {
   outDir = await mkdtemp(join(tmpdir(), 'cam-mem-replica-'));
-  built = await buildComponent({
-    entry: join(ROOT, 'drivers/memory/assembly/index.ts'),
-    toolchain: 'assemblyscript',
-    world: 'memory-component',
-    outDir,
-    cacheDir: join(ROOT, 'drivers/.cache'),
-    name: 'memory',
-  });
+  built = await buildMemory(outDir);
   h = await ComponentHarness.start({ startTimeMs: 1_800_000_000_000 });
   await h.load({
     name: 'memory',

@@ -8,13 +8,12 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { KernelError } from '@cam-os/host/errors.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComponentHarness } from '../../../sdk/src/build/harness.js';
-import { type BuildResult, buildComponent } from '../../../sdk/src/build/index.js';
+import type { BuildResult } from '../../../sdk/src/build/index.js';
+import { buildMemory } from './build.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const MEM = 'cam:kernel/memory';
 const LIFE = 'cam:kernel/lifecycle';
 
@@ -72,14 +71,7 @@ const many = (ns: string, key: (i: number) => string, n: number, md: Array<[stri
 
 beforeAll(async () => {
   outDir = await mkdtemp(join(tmpdir(), 'cam-mem-rules-'));
-  built = await buildComponent({
-    entry: join(ROOT, 'drivers/memory/assembly/index.ts'),
-    toolchain: 'assemblyscript',
-    world: 'memory-component',
-    outDir,
-    cacheDir: join(ROOT, 'drivers/.cache'),
-    name: 'memory',
-  });
+  built = await buildMemory(outDir);
   h = await ComponentHarness.start({ startTimeMs: 1_800_000_000_000 });
 }, 180_000);
 

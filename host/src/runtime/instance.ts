@@ -19,6 +19,7 @@ import {
   type MsgKind,
   PayloadTooLarge,
 } from './channel.js';
+import { distModule } from './local.js';
 import type { ImportPlan, WorkerInit } from './worker.js';
 
 /** Serves a guest's call to an import the kernel links (a host interface or another component). */
@@ -63,14 +64,8 @@ export interface InstanceFault {
   message: string;
 }
 
-const WORKER_URL = resolveWorkerUrl();
-
-function resolveWorkerUrl(): URL {
-  const here = new URL('./worker.js', import.meta.url);
-  // Under vitest the sources run from host/src; the worker must be the compiled file in host/dist.
-  if (here.pathname.includes('/host/src/')) return new URL(here.href.replace('/host/src/', '/host/dist/'));
-  return here;
-}
+// Under vitest the sources run from host/src; the worker must be the compiled file in host/dist.
+const WORKER_URL = new URL(distModule(new URL('./worker.js', import.meta.url)));
 
 export class Instance {
   state: InstanceState = 'starting';

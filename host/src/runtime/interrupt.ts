@@ -23,6 +23,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { withoutCustomSections } from '../component/wasm-binary.js';
+import { distModule } from './local.js';
 
 /** Int32 slots of the shared page. */
 const SEQ = 0; // the inline call running now (0: none)
@@ -104,7 +105,7 @@ export async function instrument(bytes: Uint8Array, cacheDir?: string): Promise<
 
 function inWorker(bytes: Uint8Array): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(fileURLToPath(siblingUrl('./instrument-worker.js')), {
+    const w = new Worker(sibling('./instrument-worker.js'), {
       workerData: { bytes, module: CHECK_MODULE },
       name: 'instrument',
       env: {},
@@ -125,11 +126,9 @@ function inWorker(bytes: Uint8Array): Promise<Uint8Array> {
   });
 }
 
-/** A compiled (host/dist) module beside this one: under vitest the sources run from host/src. */
-function siblingUrl(rel: string): URL {
-  const here = new URL(rel, import.meta.url);
-  if (here.pathname.includes('/host/src/')) return new URL(here.href.replace('/host/src/', '/host/dist/'));
-  return here;
+/** The path of a compiled (host/dist) module beside this one: under vitest the sources run from host/src. */
+function sibling(rel: string): string {
+  return fileURLToPath(distModule(new URL(rel, import.meta.url)));
 }
 
 /**
@@ -174,7 +173,7 @@ export class Interrupter {
   }
 
   private start(): void {
-    const w = new Worker(fileURLToPath(siblingUrl('./interrupt-watchdog.js')), {
+    const w = new Worker(sibling('./interrupt-watchdog.js'), {
       workerData: { memory: this.memory, tickMs: TICK_MS, idleMs: IDLE_MS },
       name: 'interrupt-watchdog',
       env: {},

@@ -12,12 +12,11 @@ export interface Outcome {
 
 export type ExportMap = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 
-function describe(e: unknown): string {
+/** The first line of what was thrown, short enough for a status message. */
+export function describeThrown(e: unknown): string {
   if (e instanceof Error) return `${e.name}: ${e.message}`.split('\n')[0]!.slice(0, 500);
   return String(e).slice(0, 500);
 }
-
-export { describe as describeThrown };
 
 /** Call an export; a trap or exit outcome means the instance must not be used again. */
 export function invokeExport(exportsMap: ExportMap, iface: string, fn: string, args: unknown[]): Outcome {
@@ -38,7 +37,7 @@ export function invokeExport(exportsMap: ExportMap, iface: string, fn: string, a
       // Older jco wraps the payload in a ComponentError.
       return { kind: Msg.ERR, value: { payload: (e as unknown as { payload: unknown }).payload } };
     }
-    return { kind: Msg.TRAP, value: { message: describe(e) } };
+    return { kind: Msg.TRAP, value: { message: describeThrown(e) } };
   }
 }
 

@@ -42,12 +42,12 @@ export interface ReplicaOptions {
 export type ReplicaMiss = { miss: 'refused' | 'interrupted' | 'trap'; message: string };
 
 export class Replica {
-  private refusedWhat: string | undefined;
-
   private constructor(
     private readonly exports: ExportMap,
     private readonly interrupter: Interrupter,
     private readonly budgetMs: number,
+    /** The first import the running call was refused (reset before each call). */
+    private readonly refused: { what: string | undefined },
     readonly instantiateMs: number,
   ) {}
 
@@ -58,9 +58,9 @@ export class Replica {
     prepare?: (call: (iface: string, fn: string, args: unknown[]) => Promise<unknown>) => Promise<void>,
   ): Promise<Replica> {
     const modules = await opts.modules();
-    const holder: { r?: Replica } = {};
+    const refused: { what: string | undefined } = { what: undefined };
     const imports = await opts.imports((what) => {
-      if (holder.r) holder.r.refusedWhat ??= what;
+      refused.what ??= what;
       throw new ReplicaRefused(`${what} is not available to a query replica`);
     });
     const mod = (await import(pathToFileURL(opts.jsPath).href)) as {
@@ -81,8 +81,7 @@ export class Replica {
       imports,
       (m, i) => new WebAssembly.Instance(m, { ...i, ...check }),
     );
-    const r = new Replica(exportsMap, interrupter, opts.budgetMs, performance.now() - t0);
-    holder.r = r;
+    const r = new Replica(exportsMap, interrupter, opts.budgetMs, refused, performance.now() - t0);
     if (prepare) {
       await prepare(async (iface, fn, args) => {
         const o = r.call(iface, fn, args, Date.now() + opts.budgetMs);
@@ -96,7 +95,7 @@ export class Replica {
 
   /** Run one call on the kernel thread: its outcome (a value or typed error), or why the primary must answer. */
   call(iface: string, fn: string, args: unknown[], deadlineAt: number): Outcome | ReplicaMiss {
-    this.refusedWhat = undefined;
+    this.refused.what = undefined;
     let o: Outcome;
     try {
       o = this.interrupter.run(Math.min(deadlineAt, Date.now() + this.budgetMs), () =>
@@ -106,8 +105,8 @@ export class Replica {
       if (e instanceof InterruptError) return { miss: 'interrupted', message: e.message };
       throw e;
     }
-    if (this.refusedWhat !== undefined) {
-      return { miss: 'refused', message: `${iface}#${fn} called ${this.refusedWhat}` };
+    if (this.refused.what !== undefined) {
+      return { miss: 'refused', message: `${iface}#${fn} called ${this.refused.what}` };
     }
     if (o.kind === Msg.OK || o.kind === Msg.ERR) return o;
     const v = o.value as { message?: string };

@@ -141,12 +141,11 @@ export class Supervisor {
   /** Queries the current (or last) replica answered. */
   private replicaAnswered = 0;
   private replicaOff: string | undefined;
-  private readonly replicaStats = { calls: 0, fallbacks: 0, builds: 0, lastInstantiateMs: 0 } as {
-    calls: number;
-    fallbacks: number;
-    builds: number;
-    lastInstantiateMs: number;
-    lastFallback?: string;
+  private readonly replicaStats: Omit<ReplicaStatus, 'state' | 'reason'> = {
+    calls: 0,
+    fallbacks: 0,
+    builds: 0,
+    lastInstantiateMs: 0,
   };
   /** Exports sent to the primary until `until`, after `misses` misses in a row on the replica. */
   private readonly replicaCooldown = new Map<string, { until: number; misses: number }>();
@@ -274,8 +273,9 @@ export class Supervisor {
       this.buildReplica();
       return undefined;
     }
-    const key = `${iface}#${fn}`;
-    const cooling = this.replicaCooldown.get(key);
+    // Nearly always empty: the key is only built when some export is cooling down.
+    const key = this.replicaCooldown.size > 0 ? `${iface}#${fn}` : '';
+    const cooling = key ? this.replicaCooldown.get(key) : undefined;
     if (cooling && Date.now() < cooling.until) return undefined;
     const o = current.r.call(iface, fn, args, deadlineAt);
     if ('miss' in o) {
@@ -284,7 +284,7 @@ export class Supervisor {
       this.replicaStats.lastFallback = `${o.miss}: ${o.message}`;
       const misses = (cooling?.misses ?? 0) + 1;
       const wait = Math.min(REPLICA_COOLDOWN_MAX_MS, REPLICA_COOLDOWN_MS * 2 ** (misses - 1));
-      this.replicaCooldown.set(key, { until: Date.now() + wait, misses });
+      this.replicaCooldown.set(`${iface}#${fn}`, { until: Date.now() + wait, misses });
       return undefined;
     }
     if (cooling) this.replicaCooldown.delete(key);

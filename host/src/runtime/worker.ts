@@ -12,13 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { buildWasi, GuestExit, type WasiContext } from '../sandbox/wasi.js';
 import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg } from './channel.js';
 import type { BindLocal } from './local.js';
-import {
-  describeThrown as describe,
-  type ExportMap,
-  invokeExport,
-  type Outcome,
-  poisons,
-} from './outcome.js';
+import { describeThrown, type ExportMap, invokeExport, type Outcome, poisons } from './outcome.js';
 
 export interface WorkerInit {
   sab: SharedArrayBuffer;
@@ -190,7 +184,10 @@ async function main(): Promise<void> {
     const ms = await instantiate();
     ch.write(Msg.READY, { instantiateMs: ms });
   } catch (e) {
-    ch.write(e instanceof GuestExit ? Msg.EXIT : Msg.TRAP, { message: describe(e), phase: 'instantiate' });
+    ch.write(e instanceof GuestExit ? Msg.EXIT : Msg.TRAP, {
+      message: describeThrown(e),
+      phase: 'instantiate',
+    });
   }
   publish();
   for (;;) {
@@ -209,7 +206,7 @@ async function main(): Promise<void> {
       } catch (e) {
         exportsMap = undefined;
         ch.write(e instanceof GuestExit ? Msg.EXIT : Msg.TRAP, {
-          message: describe(e),
+          message: describeThrown(e),
           phase: 'instantiate',
         });
       }
