@@ -165,5 +165,8 @@ async function session() {
 
 const result = job.mode === 'session' ? await session() : await unary();
 client.close();
+// The client's own CPU per call (whole run, warm-up included): tells a client-bound run from a server-bound one.
+const cpu = process.cpuUsage();
+result.clientCpuUsPerCall = (cpu.user + cpu.system) / result.calls;
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);

@@ -202,7 +202,7 @@ describe.skipIf(missing !== undefined)('dashboard', () => {
       await page.locator('[data-testid="decision"][data-kind="arbitration"]').first().click();
       await expect
         .poll(() => page.getByTestId('explanation-spans').textContent())
-        .toMatch(/dispatch Arbitrate/);
+        .toMatch(/grpc \/cam\.syscall\.SyscallService\/Arbitrate/);
       expect(await page.getByTestId('explanation-spans').textContent()).toMatch(/component arbitration/);
     });
 
@@ -211,10 +211,12 @@ describe.skipIf(missing !== undefined)('dashboard', () => {
       await expect.poll(() => rows.count(), { timeout: 15_000 }).toBeGreaterThan(0);
       const arbitrate = rows.filter({ hasText: 'SyscallService/Arbitrate' }).first();
       await arbitrate.click();
-      await expect.poll(() => page.getByTestId('trace-tree').textContent()).toMatch(/dispatch Arbitrate/);
+      await expect
+        .poll(() => page.getByTestId('trace-tree').textContent())
+        .toMatch(/grpc \/cam\.syscall\.SyscallService\/Arbitrate/);
+      // The call's span, then the component call under it.
       const tree = (await page.getByTestId('trace-tree').textContent()) ?? '';
-      expect(tree).toMatch(/grpc \/cam\.syscall\.SyscallService\/Arbitrate/);
-      expect(tree).toMatch(/component arbitration/);
+      expect(tree).toMatch(/SyscallService\/Arbitrate[\s\S]*└ component arbitration/);
       await shot('07-trace');
       for (const f of [
         '01-overview',

@@ -118,7 +118,7 @@ describe.skipIf(missing !== undefined)('observability over a booted kernel', () 
     expect(sample(text, HIST, { syscall: 'EmitMetric', outcome: 'ok' })).toBe(2);
   });
 
-  it('links an EmitTrace span, the gRPC span, the dispatch span and the component span in /traces', async () => {
+  it('links an EmitTrace span, the gRPC call span and the component span in /traces', async () => {
     const traceId = randomBytes(16).toString('hex');
     const agentSpan = randomBytes(8).toString('hex');
     // The agent reports its own span, then makes a call inside it (W3C traceparent).
@@ -143,14 +143,16 @@ describe.skipIf(missing !== undefined)('observability over a booted kernel', () 
       durationMs: 2,
       attributes: { step: 'write' },
     });
+    // A unary call's server span is its syscall span (no dispatch span of the same length inside it).
     const grpcWrite = all.find((s) => s.name === 'grpc /cam.syscall.SyscallService/ContextWrite');
-    expect(grpcWrite).toMatchObject({ kind: 'server', parentSpanId: agentSpan, status: 'ok' });
-    const dispatch = all.find((s) => s.name === 'dispatch ContextWrite');
-    expect(dispatch).toMatchObject({
-      parentSpanId: grpcWrite!.spanId,
-      attributes: { 'cam.caller': 'obs-test' },
+    expect(grpcWrite).toMatchObject({
+      kind: 'server',
+      parentSpanId: agentSpan,
+      status: 'ok',
+      attributes: { 'cam.syscall': 'ContextWrite', 'cam.caller': 'obs-test' },
     });
-    const component = all.find((s) => s.parentSpanId === dispatch!.spanId);
+    expect(all.some((s) => s.name === 'dispatch ContextWrite')).toBe(false);
+    const component = all.find((s) => s.parentSpanId === grpcWrite!.spanId);
     expect(component).toMatchObject({ kind: 'client', attributes: { 'cam.component': 'memory' } });
     // EmitTrace without traceparent: its own gRPC span hangs under the span it reports.
     const grpcEmit = all.find((s) => s.name === 'grpc /cam.syscall.SyscallService/EmitTrace');
@@ -180,7 +182,11 @@ describe.skipIf(missing !== undefined)('observability over a booted kernel', () 
     expect(new Date(line!.time as string).getTime()).toBeGreaterThan(0);
     // The span the line names exists and failed.
     const failed = (await spans(traceId)).find((s) => s.spanId === line!.span_id);
-    expect(failed).toMatchObject({ name: 'dispatch ContextRead', status: 'error' });
+    expect(failed).toMatchObject({
+      name: 'grpc /cam.syscall.SyscallService/ContextRead',
+      status: 'error',
+      attributes: { 'cam.syscall': 'ContextRead', 'cam.error_code': 'KERNEL_ERR_REQUEST_INVALID' },
+    });
   });
 
   it('traces a streaming session: one span for the stream, a dispatch span per call under it', async () => {

@@ -26,6 +26,12 @@ export interface Principal {
   method: 'development' | 'mtls' | 'jwt' | 'mtls+jwt';
 }
 
+const DEVELOPMENT_PRINCIPAL: Principal = Object.freeze({
+  id: '',
+  scopes: undefined,
+  method: 'development',
+});
+
 export interface CallTransport {
   metadata: grpc.Metadata;
   getPeer(): string;
@@ -51,9 +57,13 @@ export class Authenticator {
     this.limiter = new RateLimiter(config.rateLimit);
   }
 
-  /** Establish the principal of a call or stream from its transport. Throws UNAUTHENTICATED. */
-  async authenticate(t: CallTransport, action: string): Promise<Principal> {
-    if (this.mode === 'development') return { id: '', scopes: undefined, method: 'development' };
+  /**
+   * Establish the principal of a call or stream from its transport. Synchronous when no bearer token has to be verified (development mode, a client
+   * certificate alone), so the unary path pays no promise for it; a token verification returns a promise.
+   * A refusal throws (or rejects) UNAUTHENTICATED and is recorded as a decision.
+   */
+  authenticate(t: CallTransport, action: string): Principal | Promise<Principal> {
+    if (this.mode === 'development') return DEVELOPMENT_PRINCIPAL;
     const fail = (reason: string): never => {
       this.decisions.record({
         kind: 'unauthenticated',
@@ -66,31 +76,27 @@ export class Authenticator {
     };
     const certId = this.certificateIdentity(t);
     const bearer = bearerToken(t.metadata);
-    let tokenId: string | undefined;
-    let tokenScopes: string[] | undefined;
-    if (bearer !== undefined) {
-      if (!this.verifier) fail('bearer tokens are not accepted by this kernel (use a client certificate)');
-      try {
-        const v = await this.verifier!.verify(bearer);
-        tokenId = v.agentId;
-        tokenScopes = v.scopes;
-      } catch (e) {
+    if (bearer === undefined) {
+      if (certId)
+        return { id: certId, scopes: this.config.grants[certId] ?? defaultScopes(certId), method: 'mtls' };
+      return fail(
+        this.verifier
+          ? 'no credentials: send a bearer token (authorization: Bearer <jwt>) or a client certificate'
+          : 'no credentials: a client certificate signed by the kernel CA is required',
+      );
+    }
+    if (!this.verifier) fail('bearer tokens are not accepted by this kernel (use a client certificate)');
+    return this.verifier!.verify(bearer).then(
+      (v): Principal => {
+        if (certId && certId !== v.agentId) {
+          fail(`the client certificate identifies '${certId}' but the bearer token names '${v.agentId}'`);
+        }
+        return { id: v.agentId, scopes: v.scopes, method: certId ? 'mtls+jwt' : 'jwt' };
+      },
+      (e: unknown) => {
         if (e instanceof TokenError) fail(e.message);
         throw e;
-      }
-    }
-    if (certId && tokenId && certId !== tokenId) {
-      fail(`the client certificate identifies '${certId}' but the bearer token names '${tokenId}'`);
-    }
-    if (tokenId) {
-      return { id: tokenId, scopes: tokenScopes, method: certId ? 'mtls+jwt' : 'jwt' };
-    }
-    if (certId)
-      return { id: certId, scopes: this.config.grants[certId] ?? defaultScopes(certId), method: 'mtls' };
-    return fail(
-      this.verifier
-        ? 'no credentials: send a bearer token (authorization: Bearer <jwt>) or a client certificate'
-        : 'no credentials: a client certificate signed by the kernel CA is required',
+      },
     );
   }
 

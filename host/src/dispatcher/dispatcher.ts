@@ -128,16 +128,27 @@ export class Dispatcher {
   }
 }
 
+/**
+ * `p`, or a deadline error once `deadlineAt` passes. One promise and one timer per call (Promise.race with a
+ * timeout promise and a `finally` made five promises on every syscall).
+ */
 function withDeadline<T>(p: Promise<T>, deadlineAt: number, name: string): Promise<T> {
-  const remaining = deadlineAt - Date.now();
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
       () => reject(new KernelError('KERNEL_ERR_CALL_DEADLINE', `${name} did not finish before its deadline`)),
-      Math.max(0, remaining),
+      Math.max(0, deadlineAt - Date.now()),
+    );
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
     );
   });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Clamp a client-supplied timeout into the kernel's range. */

@@ -83,7 +83,8 @@ export class Gateway {
     });
   }
 
-  authenticate(t: CallTransport, action: string): Promise<Principal> {
+  /** The caller's principal: synchronous unless a bearer token must be verified (see Authenticator). */
+  authenticate(t: CallTransport, action: string): Principal | Promise<Principal> {
     return this.authenticator.authenticate(t, action);
   }
 

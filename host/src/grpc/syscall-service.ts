@@ -7,6 +7,7 @@
  * a status error also works with every gRPC client's normal error handling and retries.
  */
 import type * as grpc from '@grpc/grpc-js';
+import type { Principal } from '../auth/authenticator.js';
 import { toServiceError } from '../server/grpc-errors.js';
 import { type KernelContext, loadProto, type ServiceRegistration } from '../server/server.js';
 import { SYSCALL_NAMES } from '../syscalls/index.js';
@@ -38,12 +39,21 @@ export function syscallService(opts: GatewayOptions = {}): ServiceRegistration {
             callback(toServiceError(call.request.toError()));
             return;
           }
-          gw.authenticate(call, name)
-            .then((principal) => gw.invoke(principal, name, call.request, call.getPeer(), deadlineAt))
-            .then(
-              (res) => callback(null, res),
-              (e: unknown) => callback(toServiceError(e)),
-            );
+          const fail = (e: unknown) => callback(toServiceError(e));
+          const run = (principal: Principal) =>
+            gw
+              .invoke(principal, name, call.request, call.getPeer(), deadlineAt)
+              .then((res) => callback(null, res), fail);
+          // Authentication is synchronous unless a bearer token has to be verified: no promise hop for it.
+          let principal: Principal | Promise<Principal>;
+          try {
+            principal = gw.authenticate(call, name);
+          } catch (e) {
+            fail(e);
+            return;
+          }
+          if (principal instanceof Promise) principal.then(run, fail);
+          else run(principal);
         };
       }
       server.addService(syscallServiceDefinition(), impl);

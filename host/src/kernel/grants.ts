@@ -43,7 +43,18 @@ export function checkGrants(
   }
 }
 
-/** kebab-case WIT function name -> the lowerCamelCase name jco gives it in JS. */
+const jsNames = new Map<string, string>();
+
+/**
+ * kebab-case WIT function name -> the lowerCamelCase name jco gives it in JS. Memoised (a regex replace with a
+ * callback on every component call was ~2 us of a ContextRead); the names are the few functions of the
+ * loaded components' interfaces, capped in case a caller passes arbitrary names.
+ */
 export function jsName(witName: string): string {
-  return witName.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+  let n = jsNames.get(witName);
+  if (n === undefined) {
+    n = witName.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+    if (jsNames.size < 4096) jsNames.set(witName, n);
+  }
+  return n;
 }

@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CallContext, Dispatcher } from '../dispatcher/dispatcher.js';
 import { KernelError } from '../errors.js';
@@ -14,6 +15,7 @@ import { Kernel } from '../kernel/kernel.js';
 import { defaultHttp, loadConfig } from '../server/config.js';
 import { TelemetryStore } from '../syscalls/telemetry.js';
 import { Observability, SpanRing, Tracing } from './index.js';
+import type { KernelSpan } from './tracing.js';
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -119,6 +121,87 @@ describe('Tracing', () => {
         attributes: { 'cam.caller': 'agent-1', model: 'm1' },
       },
     ]);
+  });
+});
+
+describe('KernelSpan', () => {
+  it('has W3C ids, records once, and ignores changes after it ended', () => {
+    const t = new Tracing();
+    const root = t.startSpan('root', SpanKind.SERVER, { 'rpc.method': '/x', list: ['a', 'b'] });
+    const child = t.startSpan('child', undefined, undefined, trace.setSpan(ROOT_CONTEXT, root));
+    const ids = new Set<string>();
+    for (let i = 0; i < 600; i++) ids.add(t.startSpan('x').spanContext().spanId);
+    expect(ids.size).toBe(600);
+    expect(root.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(root.spanContext().spanId).toMatch(/^[0-9a-f]{16}$/);
+    expect(child.spanContext().traceId).toBe(root.spanContext().traceId);
+    child.addEvent('retry', { attempt: 2 }, 1_700_000_000_000);
+    child.recordException(new TypeError('boom'));
+    child.addLink({ context: root.spanContext() });
+    child.setStatus({ code: SpanStatusCode.ERROR, message: 'boom' });
+    child.end();
+    child.end();
+    child.setAttribute('late', 1);
+    child.updateName('renamed');
+    expect(child.isRecording()).toBe(false);
+    root.end();
+    const [c, r] = t.ring.list();
+    expect(t.ring.total).toBe(2);
+    expect(r).toMatchObject({
+      name: 'root',
+      kind: 'server',
+      attributes: { 'rpc.method': '/x', list: 'a,b' },
+    });
+    expect(r).not.toHaveProperty('parentSpanId');
+    expect(c).toMatchObject({
+      name: 'child',
+      parentSpanId: r!.spanId,
+      status: 'error',
+      error: 'boom',
+      links: [{ traceId: r!.traceId, spanId: r!.spanId }],
+      events: [
+        { name: 'retry', timeMs: 1_700_000_000_000, attributes: { attempt: 2 } },
+        { name: 'exception', attributes: { 'exception.type': 'TypeError', 'exception.message': 'boom' } },
+      ],
+    });
+    expect(c!.attributes).not.toHaveProperty('late');
+    expect(c!.durationMs).toBeGreaterThanOrEqual(0);
+    expect(c!.durationMs).toBeLessThanOrEqual(r!.durationMs);
+  });
+
+  it('records a unary call as one span: the first syscall dispatched under it claims it', async () => {
+    const d = dispatcherWith();
+    const k = new Kernel({ dataDir: tmp() });
+    const obs = new Observability({ dispatcher: d, kernel: k }, { log: () => {} });
+    const c1 = ctx();
+    // As the gRPC wrapper does: a server span with the syscall slot, the handler run in its context.
+    const { span, first, second } = obs.tracing.startIn('grpc /x/Echo', { kind: SpanKind.SERVER }, (span) => {
+      (span as KernelSpan).syscallSlot = true;
+      return {
+        span,
+        first: d.dispatch('Echo', { fail: true }, c1).catch((e: unknown) => e),
+        second: d.dispatch('Echo', {}, ctx()),
+      };
+    });
+    expect(await first).toMatchObject({ message: 'asked to fail' });
+    expect(await second).toEqual({ ok: true });
+    span.end();
+    const spans = obs.tracing.ring.list();
+    const s = spans.find((x) => x.name === 'grpc /x/Echo');
+    expect(s).toMatchObject({
+      kind: 'server',
+      status: 'error',
+      error: 'asked to fail',
+      attributes: {
+        'cam.syscall': 'Echo',
+        'cam.caller': 'unit',
+        'cam.error_code': 'KERNEL_ERR_REQUEST_INVALID',
+      },
+    });
+    expect(c1.traceId).toBe(s!.traceId);
+    // The second syscall under the same span gets a span of its own.
+    expect(spans.filter((x) => x.name === 'dispatch Echo' && x.parentSpanId === s!.spanId)).toHaveLength(1);
+    await obs.stop();
   });
 });
 

@@ -1,0 +1,86 @@
+/**
+ * The jco binding patches (transpile.ts): each one applied to the code shape jco emits, then run, against
+ * the behaviour of the code it replaces. The whole suite also runs every component through patched bindings.
+ */
+import { describe, expect, it } from 'vitest';
+import { patchBindings } from './transpile.js';
+
+/** Evaluate patched binding code that ends in an expression list, with `memory0` in scope. */
+function run<T>(src: string, ret: string, memory0: WebAssembly.Memory): T {
+  return new Function('memory0', `${src}\nreturn ${ret};`)(memory0) as T;
+}
+
+describe('jco binding patches', () => {
+  it('dataview-cache: serves the cached view until the memory grows, then a view of the grown memory', () => {
+    const src = patchBindings(
+      'let dv = new DataView(new ArrayBuffer());\n  const dataView = mem => dv.buffer === mem.buffer ? dv : dv = new DataView(mem.buffer);',
+    );
+    expect(src).not.toContain('dv.buffer === mem.buffer ? dv');
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+    const other = new WebAssembly.Memory({ initial: 2 });
+    const dataView = run<(m: WebAssembly.Memory) => DataView>(src, 'dataView', memory);
+    const first = dataView(memory);
+    expect(first.byteLength).toBe(65536);
+    expect(dataView(memory) === first).toBe(true);
+    first.setUint32(8, 0xdeadbeef, true);
+    memory.grow(1);
+    const grown = dataView(memory);
+    expect(grown === first).toBe(false);
+    expect(grown.byteLength).toBe(2 * 65536);
+    expect(grown.getUint32(8, true)).toBe(0xdeadbeef);
+    // Another memory gets its own view.
+    expect(dataView(other).byteLength).toBe(2 * 65536);
+    expect(dataView(memory).byteLength).toBe(2 * 65536);
+  });
+
+  it('dataview-cache: a shared memory keeps the full buffer comparison', () => {
+    const src = patchBindings(
+      'let dv = new DataView(new ArrayBuffer());\n  const dataView = mem => dv.buffer === mem.buffer ? dv : dv = new DataView(mem.buffer);',
+    );
+    const shared = new WebAssembly.Memory({ initial: 1, maximum: 2, shared: true });
+    const dataView = run<(m: WebAssembly.Memory) => DataView>(src, 'dataView', shared);
+    expect(dataView(shared).byteLength).toBe(65536);
+    shared.grow(1);
+    expect(dataView(shared).byteLength).toBe(2 * 65536);
+  });
+
+  it('list-copy: lifts a list<u8> as a fresh, exactly-sized copy', () => {
+    const src = patchBindings(
+      'const lift = (ptr5, len5) => new Uint8Array(memory0.buffer.slice(ptr5, ptr5 + len5 * 1));',
+    );
+    expect(src).toContain('new Uint8Array(memory0.buffer, ptr5, len5).slice()');
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    new Uint8Array(memory.buffer).set([1, 2, 3, 4, 5], 100);
+    const lift = run<(p: number, l: number) => Uint8Array>(src, 'lift', memory);
+    const got = lift(101, 3);
+    expect([...got]).toEqual([2, 3, 4]);
+    expect(got.byteOffset).toBe(0);
+    expect(got.buffer.byteLength).toBe(3);
+    new Uint8Array(memory.buffer)[101] = 9;
+    expect(got[0]).toBe(2);
+    expect(lift(0, 0).byteLength).toBe(0);
+  });
+
+  it('import-arguments-copy: passes every argument after the first through', () => {
+    const src = patchBindings(
+      'function _lowerImportBackwardsCompat(args) {\n    const params = [...arguments].slice(1);\n    return params;\n  }',
+    );
+    expect(src).toContain('Array.prototype.slice.call(arguments, 1)');
+    const f = run<(...a: unknown[]) => unknown[]>(
+      src,
+      '_lowerImportBackwardsCompat',
+      new WebAssembly.Memory({ initial: 0 }),
+    );
+    expect(f({}, 1, 2n, 'x')).toEqual([1, 2n, 'x']);
+    expect(f({})).toEqual([]);
+  });
+
+  it('refuses jco output that no longer has a patched shape, naming the patch', () => {
+    expect(() =>
+      patchBindings('function _lowerImportBackwardsCompat(args) { const params = arguments; }'),
+    ).toThrow(/import-arguments-copy/);
+    expect(() => patchBindings('const dataView = (m) => new DataView(m.buffer); dataView(x);')).toThrow(
+      /dataview-cache/,
+    );
+  });
+});
