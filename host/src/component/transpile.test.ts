@@ -2,8 +2,16 @@
  * The jco binding patches (transpile.ts): each one applied to the code shape jco emits, then run, against
  * the behaviour of the code it replaces. The whole suite also runs every component through patched bindings.
  */
-import { describe, expect, it } from 'vitest';
-import { patchBindings } from './transpile.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildFixture } from '../testing/fixtures.js';
+import { patchBindings, TranspileCache } from './transpile.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cam-transpile-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Evaluate patched binding code that ends in an expression list, with `memory0` in scope. */
 function run<T>(src: string, ret: string, memory0: WebAssembly.Memory): T {
@@ -73,6 +81,79 @@ describe('jco binding patches', () => {
     );
     expect(f({}, 1, 2n, 'x')).toEqual([1, 2n, 'x']);
     expect(f({})).toEqual([]);
+  });
+
+  it('sync-host-import: real jco output calls a sync host function directly and returns its flat result', async () => {
+    const t = await new TranspileCache(dir).get(await buildFixture('relay'));
+    expect(readFileSync(t.jsPath, 'utf8')).toContain('_trampoline0.camSyncHost = true;');
+    const mod = (await import(pathToFileURL(t.jsPath).href)) as {
+      instantiate: (
+        get: (name: string) => WebAssembly.Module,
+        imports: Record<string, unknown>,
+      ) => Promise<Record<string, Record<string, (...a: unknown[]) => unknown>>>;
+    };
+    const instance = async (add: (a: number, b: number) => number) =>
+      (
+        await mod.instantiate(
+          (name) => new WebAssembly.Module(t.coreModules.get(name)! as Uint8Array<ArrayBuffer>),
+          {
+            'test:fixtures/calc': { add },
+          },
+        )
+      )['test:fixtures/relay@0.1.0']!;
+    const seen: number[][] = [];
+    const relay = await instance((a, b) => {
+      seen.push([a, b]);
+      return a + b;
+    });
+    expect(relay.addVia!(2, 40)).toBe(42);
+    expect(relay.addVia!(0xffff_fff0, 0x0f)).toBe(0xffff_ffff);
+    expect(seen).toEqual([
+      [2, 40],
+      [0xffff_fff0, 0x0f],
+    ]);
+    // A host function that throws traps the call, as without the patch.
+    const failing = await instance(() => {
+      throw new Error('host add failed');
+    });
+    expect(() => failing.addVia!(1, 2)).toThrow(/host add failed/);
+  });
+
+  it('sync-host-import: leaves trampolines that handle resources to the full machinery', () => {
+    const trampoline = (name: string, extra: string) =>
+      [
+        `  const ${name} = function(arg0) {`,
+        '    const hostProvided = true;',
+        '    const createTask = () => {',
+        '      const results = createNewCurrentTask({',
+        '        componentIdx: -1,',
+        '        isAsync: false,',
+        '      });',
+        '    };',
+        '    taskCreation: {',
+        '      createTask();',
+        '    }',
+        `    ${extra}`,
+        '  }',
+        `  ${name}.fnName = 'x:y/z#f';`,
+      ].join('\n');
+    const src = patchBindings(
+      [
+        'function _lowerImportBackwardsCompat(args) {',
+        '    const params = [...arguments].slice(1);',
+        '    const { importFn } = args;',
+        '    ',
+        '    _checkMayLeave(componentIdx);',
+        '  }',
+        '  function createNewCurrentTask(args) {}',
+        trampoline('_trampoline0', 'var x = 1;'),
+        trampoline('_trampoline1', 'var rep = handleTable0[arg0];'),
+      ].join('\n'),
+    );
+    expect(src).toContain('_trampoline0.camSyncHost = true;');
+    expect(src).not.toContain('_trampoline1.camSyncHost');
+    expect(src).toContain('class CamHostTask');
+    expect(src).toMatch(/_checkMayLeave\(componentIdx\);\n {4}if \(importFn\.camSyncHost\) \{/);
   });
 
   it('refuses jco output that no longer has a patched shape, naming the patch', () => {
