@@ -203,7 +203,7 @@ function patchSyncHostImports(src: string): string {
   const fast = [
     'if (importFn.camSyncHost) {',
     '  if (isManualAsync || isAsync || funcTypeIsAsync) {',
-    "    throw new Error(`cam-os binding patch 'sync-host-import': ${importFn.fnName} is lowered async`);",
+    "    throw new Error(\"cam-os binding patch 'sync-host-import': \" + importFn.fnName + ' is lowered async');",
     '  }',
     '  return importFn(...params);',
     '}',
