@@ -4,9 +4,11 @@
  * Prometheus registry, and the `http` / `traceSampleRatio` config keys. The end-to-end tests over a booted
  * kernel are in test/observability and test/dashboard.
  */
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CallContext, Dispatcher } from '../dispatcher/dispatcher.js';
@@ -202,6 +204,36 @@ describe('KernelSpan', () => {
     // The second syscall under the same span gets a span of its own.
     expect(spans.filter((x) => x.name === 'dispatch Echo' && x.parentSpanId === s!.spanId)).toHaveLength(1);
     await obs.stop();
+  });
+});
+
+describe('Tracing.instrumentService', () => {
+  it('runs the events of a stream in its span, and once-listeners still remove themselves', () => {
+    const t = new Tracing();
+    const seen: Array<string | undefined> = [];
+    const def = {
+      Open: { path: '/x.S/Open', requestStream: true, responseStream: true },
+    } as unknown as grpc.ServiceDefinition;
+    let streamCall: EventEmitter | undefined;
+    const impl = t.instrumentService(def, {
+      Open: (call: EventEmitter) => {
+        streamCall = call;
+      },
+    } as unknown as grpc.UntypedServiceImplementation);
+    const call = Object.assign(new EventEmitter(), { metadata: new grpc.Metadata() });
+    (impl.Open as unknown as (c: EventEmitter) => void)(call);
+    expect(streamCall).toBe(call);
+    // A session that backs up and drains many times, as session-service's `send` does.
+    for (let i = 0; i < 25; i++) {
+      call.once('drain', () => seen.push(t.currentIds()?.spanId));
+      call.emit('drain');
+    }
+    expect(call.listenerCount('drain')).toBe(0);
+    expect(seen).toHaveLength(25);
+    call.emit('finish');
+    const [span] = t.ring.list();
+    expect(span).toMatchObject({ name: 'grpc /x.S/Open', kind: 'server' });
+    expect(new Set(seen)).toEqual(new Set([span!.spanId]));
   });
 });
 

@@ -507,6 +507,7 @@ export class Tracing {
     impl: grpc.UntypedServiceImplementation,
   ): grpc.UntypedServiceImplementation {
     const out: grpc.UntypedServiceImplementation = {};
+    const als = this.als;
     for (const [method, handler] of Object.entries(impl)) {
       const def = service[method];
       if (!def || typeof handler !== 'function') {
@@ -549,14 +550,15 @@ export class Tracing {
             call.once('error', (e: unknown) => end(e));
             call.once('close', () => end());
             if (span.isRecording()) {
-              // Stream events fire in grpc's context, not the handler's: bind the handler's listeners to
-              // the stream span so the calls a session makes are its children.
-              const on = call.on.bind(call);
-              const once = call.once.bind(call);
-              call.on = ((ev: string, l: (...a: unknown[]) => void) =>
-                on(ev, AsyncLocalStorage.bind(l))) as typeof call.on;
-              call.once = ((ev: string, l: (...a: unknown[]) => void) =>
-                once(ev, AsyncLocalStorage.bind(l))) as typeof call.once;
+              // Stream events fire in grpc's context, not the handler's: emit them in the stream span's
+              // context so the calls a session makes are its children. (Wrapping the listeners instead, as
+              // this once did, broke `once`: its self-removal looks for the unwrapped function, so every
+              // `once('drain')` of a session that backed up stayed registered for the stream's life.)
+              const streamCtx = this.active();
+              const emit = call.emit;
+              call.emit = function (this: typeof call, ...args: Parameters<typeof emit>) {
+                return als.run(streamCtx, () => emit.apply(this, args));
+              } as typeof call.emit;
             }
             h(call);
           });
