@@ -17,6 +17,8 @@ export interface CallContext {
   /** Scopes granted to the caller (syscall groups, context namespaces); undefined = unrestricted. */
   scopes?: readonly string[];
   traceId?: string;
+  /** The transport peer (address) of a call that came over the network, for the decisions it causes. */
+  peer?: string;
 }
 
 export interface SyscallDef<Req = unknown, Res = unknown> {

@@ -37,8 +37,6 @@ export class Gateway {
   readonly authenticator: Authenticator;
   readonly decisions = new DecisionLog();
   readonly env: SyscallEnv;
-  /** Peer address of each call in flight, so refusals deep in a handler are recorded with it. */
-  private readonly peers = new WeakMap<CallContext, string>();
 
   /** The gateway of this kernel, created (and the syscall table installed) on first use. */
   static for(ctx: KernelContext, opts: GatewayOptions = {}): Gateway {
@@ -76,7 +74,7 @@ export class Gateway {
         this.decisions.record({
           kind: 'permission-denied',
           subject: c.callerId,
-          peer: this.peers.get(c) ?? '',
+          peer: c.peer ?? '',
           action,
           reason,
         }),
@@ -103,8 +101,7 @@ export class Gateway {
       name,
       peer,
     );
-    const ctx: CallContext = { callerId: caller.callerId, scopes: caller.scopes, deadlineAt };
-    this.peers.set(ctx, peer);
+    const ctx: CallContext = { callerId: caller.callerId, scopes: caller.scopes, deadlineAt, peer };
     return this.ctx.dispatcher.dispatch(name, request, ctx);
   }
 }
