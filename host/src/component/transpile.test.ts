@@ -156,6 +156,71 @@ describe('jco binding patches', () => {
     expect(src).toMatch(/_checkMayLeave\(componentIdx\);\n {4}if \(importFn\.camSyncHost\) \{/);
   });
 
+  it('lazy-task-promises: a task settles without promises and hands out settled ones when asked', async () => {
+    const t = await new TranspileCache(dir).get(await buildFixture('relay'));
+    const src = readFileSync(t.jsPath, 'utf8');
+    expect(src).toContain('new CamDeferred(true)');
+    expect(src).toContain('completionPromise() { return this.#completionPromise.promise; }');
+    // The deferred itself, as patched in.
+    const cls = src.slice(src.indexOf('class CamDeferred {'), src.indexOf('class AsyncTask {'));
+    const CamDeferred = new Function(`${cls}\nreturn CamDeferred;`)() as new (
+      handled: boolean,
+    ) => { promise: Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+    const early = new CamDeferred(false);
+    early.resolve(1);
+    early.resolve(2);
+    await expect(early.promise).resolves.toBe(1);
+    expect(early.promise).toBe(early.promise);
+    const late = new CamDeferred(false);
+    const p = late.promise;
+    late.resolve('v');
+    await expect(p).resolves.toBe('v');
+    // A rejection nobody asked about is not an unhandled rejection; asked for later, it still rejects.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    const failed = new CamDeferred(true);
+    failed.reject(new Error('trap'));
+    const failedLater = new CamDeferred(true);
+    const asked = failedLater.promise;
+    failedLater.reject(new Error('trap later'));
+    await new Promise((r) => setTimeout(r, 10));
+    process.off('unhandledRejection', onUnhandled);
+    expect(unhandled).toEqual([]);
+    await expect(failed.promise).rejects.toThrow('trap');
+    await expect(asked).rejects.toThrow('trap later');
+  });
+
+  it('lazy-task-promises: refuses bindings that use the task promises anywhere else', () => {
+    const task = (extra: string) =>
+      [
+        '    class AsyncTask {',
+        '      #completionPromise = null;',
+        '      #exitPromise = null;',
+        '      constructor() {',
+        '        const {',
+        '          promise: completionPromise,',
+        '          resolve: resolveCompletionPromise,',
+        '          reject: rejectCompletionPromise,',
+        '        } = promiseWithResolvers();',
+        '        this.#completionPromise = completionPromise;',
+        '        completionPromise.catch(() => {});',
+        '        const {',
+        '          promise: exitPromise,',
+        '          resolve: resolveExitPromise,',
+        '          reject: rejectExitPromise,',
+        '        } = promiseWithResolvers();',
+        '        this.#exitPromise = exitPromise;',
+        `        ${extra}`,
+        '      }',
+        '      completionPromise() { return this.#completionPromise; }',
+        '      exitPromise() { return this.#exitPromise; }',
+        '    }',
+      ].join('\n');
+    expect(patchBindings(task(''))).toContain('new CamDeferred(false)');
+    expect(() => patchBindings(task('this.#exitPromise.then(() => {});'))).toThrow(/lazy-task-promises/);
+  });
+
   it('refuses jco output that no longer has a patched shape, naming the patch', () => {
     expect(() =>
       patchBindings('function _lowerImportBackwardsCompat(args) { const params = arguments; }'),

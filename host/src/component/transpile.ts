@@ -28,7 +28,7 @@ const JCO_TRANSPILE_VERSION: string = JSON.parse(
   ),
 ).version;
 /** Bump when a patch below changes, so cached output from older patches is not reused. */
-const PATCH_LEVEL = 3;
+const PATCH_LEVEL = 4;
 
 export interface TranspiledComponent {
   /** `sha256:<hex>` of the component bytes. */
@@ -134,6 +134,15 @@ const PATCHES: Patch[] = [
     apply: patchSyncHostImports,
   },
   {
+    // Every task (one per export call) made two promises up front — its completion and its exit — plus a
+    // `catch` to mark the first handled, though a sync call never awaits either. With Node 20's promise hooks
+    // on (AsyncLocalStorage, tracing) each promise also runs hook code. The promises are now made when first
+    // asked for, already settled if the task settled first; the completion promise is marked handled when
+    // made, as before.
+    name: 'lazy-task-promises',
+    apply: patchLazyTaskPromises,
+  },
+  {
     name: 'promising-guard',
     apply: (src) =>
       src.replace(
@@ -212,6 +221,87 @@ function patchSyncHostImports(src: string): string {
     .join('');
   out = `${out.slice(0, at)}${fast}${out.slice(at)}`;
   return out.replace(create, `${CAM_HOST_TASK}\n${create}`);
+}
+
+const TASK_PROMISES: Array<[string, string]> = [
+  [
+    `        const {
+          promise: completionPromise,
+          resolve: resolveCompletionPromise,
+          reject: rejectCompletionPromise,
+        } = promiseWithResolvers();
+        this.#completionPromise = completionPromise;`,
+    `        const completionDeferred = new CamDeferred(true);
+        const resolveCompletionPromise = completionDeferred.resolve;
+        const rejectCompletionPromise = completionDeferred.reject;
+        this.#completionPromise = completionDeferred;`,
+  ],
+  ['        completionPromise.catch(() => {});\n', ''],
+  [
+    `        const {
+          promise: exitPromise,
+          resolve: resolveExitPromise,
+          reject: rejectExitPromise,
+        } = promiseWithResolvers();
+        this.#exitPromise = exitPromise;`,
+    `        const exitDeferred = new CamDeferred(false);
+        const resolveExitPromise = exitDeferred.resolve;
+        const rejectExitPromise = exitDeferred.reject;
+        this.#exitPromise = exitDeferred;`,
+  ],
+  [
+    'completionPromise() { return this.#completionPromise; }',
+    'completionPromise() { return this.#completionPromise.promise; }',
+  ],
+  ['exitPromise() { return this.#exitPromise; }', 'exitPromise() { return this.#exitPromise.promise; }'],
+];
+
+const CAM_DEFERRED = `/** cam-os binding patch 'lazy-task-promises': a promise made only when someone asks for it. */
+    class CamDeferred {
+      #promise = null;
+      #state = 0;
+      #value;
+      #resolve;
+      #reject;
+      #handled;
+      constructor(handled) { this.#handled = handled; }
+      get promise() {
+        if (this.#promise === null) {
+          this.#promise = new Promise((resolve, reject) => { this.#resolve = resolve; this.#reject = reject; });
+          if (this.#handled) this.#promise.catch(() => {});
+          if (this.#state === 1) this.#resolve(this.#value);
+          else if (this.#state === 2) this.#reject(this.#value);
+        }
+        return this.#promise;
+      }
+      resolve = (v) => {
+        if (this.#state !== 0) return;
+        this.#state = 1;
+        this.#value = v;
+        if (this.#promise !== null) this.#resolve(v);
+      };
+      reject = (e) => {
+        if (this.#state !== 0) return;
+        this.#state = 2;
+        this.#value = e;
+        if (this.#promise !== null) this.#reject(e);
+      };
+    }
+    `;
+
+function patchLazyTaskPromises(src: string): string {
+  const cls = '    class AsyncTask {';
+  if (!src.includes(cls)) return src.includes('class AsyncTask') ? fail('lazy-task-promises') : src;
+  let out = src;
+  for (const [from, to] of TASK_PROMISES) {
+    if (out.split(from).length !== 2) fail('lazy-task-promises');
+    out = out.replace(from, to);
+  }
+  // Only the assignment and the getter may touch the fields: any other use would expect a promise.
+  for (const field of ['this.#completionPromise', 'this.#exitPromise']) {
+    if (out.split(field).length !== 3) fail('lazy-task-promises');
+  }
+  return out.replace(cls, `    ${CAM_DEFERRED}${cls.trimStart()}`);
 }
 
 function fail(patch: string): never {
