@@ -28,7 +28,7 @@ const JCO_TRANSPILE_VERSION: string = JSON.parse(
   ),
 ).version;
 /** Bump when a patch below changes, so cached output from older patches is not reused. */
-const PATCH_LEVEL = 4;
+const PATCH_LEVEL = 5;
 
 export interface TranspiledComponent {
   /** `sha256:<hex>` of the component bytes. */
@@ -223,37 +223,38 @@ function patchSyncHostImports(src: string): string {
   return out.replace(create, `${CAM_HOST_TASK}\n${create}`);
 }
 
+/** A task's `what` promise (completion, exit): made eagerly by jco, lazily once patched. */
+function lazyTaskPromise(what: 'completion' | 'exit', handled: boolean): Array<[string, string]> {
+  const W = what[0]!.toUpperCase() + what.slice(1);
+  return [
+    [
+      [
+        '        const {',
+        `          promise: ${what}Promise,`,
+        `          resolve: resolve${W}Promise,`,
+        `          reject: reject${W}Promise,`,
+        '        } = promiseWithResolvers();',
+        `        this.#${what}Promise = ${what}Promise;`,
+      ].join('\n'),
+      [
+        `        const ${what}Deferred = new CamDeferred(${handled});`,
+        `        const resolve${W}Promise = ${what}Deferred.resolve;`,
+        `        const reject${W}Promise = ${what}Deferred.reject;`,
+        `        this.#${what}Promise = ${what}Deferred;`,
+      ].join('\n'),
+    ],
+    [
+      `${what}Promise() { return this.#${what}Promise; }`,
+      `${what}Promise() { return this.#${what}Promise.promise; }`,
+    ],
+  ];
+}
+
 const TASK_PROMISES: Array<[string, string]> = [
-  [
-    `        const {
-          promise: completionPromise,
-          resolve: resolveCompletionPromise,
-          reject: rejectCompletionPromise,
-        } = promiseWithResolvers();
-        this.#completionPromise = completionPromise;`,
-    `        const completionDeferred = new CamDeferred(true);
-        const resolveCompletionPromise = completionDeferred.resolve;
-        const rejectCompletionPromise = completionDeferred.reject;
-        this.#completionPromise = completionDeferred;`,
-  ],
+  ...lazyTaskPromise('completion', true),
+  // CamDeferred(true) marks the completion promise handled when it is made.
   ['        completionPromise.catch(() => {});\n', ''],
-  [
-    `        const {
-          promise: exitPromise,
-          resolve: resolveExitPromise,
-          reject: rejectExitPromise,
-        } = promiseWithResolvers();
-        this.#exitPromise = exitPromise;`,
-    `        const exitDeferred = new CamDeferred(false);
-        const resolveExitPromise = exitDeferred.resolve;
-        const rejectExitPromise = exitDeferred.reject;
-        this.#exitPromise = exitDeferred;`,
-  ],
-  [
-    'completionPromise() { return this.#completionPromise; }',
-    'completionPromise() { return this.#completionPromise.promise; }',
-  ],
-  ['exitPromise() { return this.#exitPromise; }', 'exitPromise() { return this.#exitPromise.promise; }'],
+  ...lazyTaskPromise('exit', false),
 ];
 
 const CAM_DEFERRED = `/** cam-os binding patch 'lazy-task-promises': a promise made only when someone asks for it. */
@@ -269,23 +270,18 @@ const CAM_DEFERRED = `/** cam-os binding patch 'lazy-task-promises': a promise m
         if (this.#promise === null) {
           this.#promise = new Promise((resolve, reject) => { this.#resolve = resolve; this.#reject = reject; });
           if (this.#handled) this.#promise.catch(() => {});
-          if (this.#state === 1) this.#resolve(this.#value);
-          else if (this.#state === 2) this.#reject(this.#value);
+          if (this.#state !== 0) (this.#state === 1 ? this.#resolve : this.#reject)(this.#value);
         }
         return this.#promise;
       }
-      resolve = (v) => {
+      resolve = (v) => this.#settle(1, v);
+      reject = (e) => this.#settle(2, e);
+      #settle(state, value) {
         if (this.#state !== 0) return;
-        this.#state = 1;
-        this.#value = v;
-        if (this.#promise !== null) this.#resolve(v);
-      };
-      reject = (e) => {
-        if (this.#state !== 0) return;
-        this.#state = 2;
-        this.#value = e;
-        if (this.#promise !== null) this.#reject(e);
-      };
+        this.#state = state;
+        this.#value = value;
+        if (this.#promise !== null) (state === 1 ? this.#resolve : this.#reject)(value);
+      }
     }
     `;
 

@@ -160,7 +160,7 @@ export class KernelSpan implements Span {
       spanId: ids.next(8),
       traceFlags: TraceFlags.SAMPLED,
     };
-    this.startMs = performance.timeOrigin + performance.now();
+    this.startMs = timeMs(undefined);
     if (attributes) this.setAttributes(attributes);
   }
 
@@ -169,17 +169,12 @@ export class KernelSpan implements Span {
   }
 
   setAttribute(key: string, value: AttributeValue): this {
-    if (this.durationMs < 0 && value !== undefined && value !== null) {
-      this.attrs[key] = typeof value === 'object' ? String(value) : value;
-    }
+    if (this.durationMs < 0) putPrimitive(this.attrs, key, value);
     return this;
   }
 
   setAttributes(attributes: SpanAttributes): this {
-    for (const k in attributes) {
-      const v = attributes[k];
-      if (v !== undefined) this.setAttribute(k, v);
-    }
+    if (this.durationMs < 0) for (const k in attributes) putPrimitive(this.attrs, k, attributes[k]);
     return this;
   }
 
@@ -190,9 +185,7 @@ export class KernelSpan implements Span {
     const at = isTime(attributesOrTime) ? attributesOrTime : time;
     const attributes: Record<string, Primitive> = {};
     if (attributesOrTime && !isTime(attributesOrTime)) {
-      for (const [k, v] of Object.entries(attributesOrTime)) {
-        if (v !== undefined && v !== null) attributes[k] = typeof v === 'object' ? String(v) : v;
-      }
+      for (const k in attributesOrTime) putPrimitive(attributes, k, attributesOrTime[k]);
     }
     this.events ??= [];
     this.events.push({ name, timeMs: timeMs(at), attributes });
@@ -228,8 +221,7 @@ export class KernelSpan implements Span {
   /** Ends the span (once) and puts it in the ring. */
   end(endTime?: TimeInput): void {
     if (this.durationMs >= 0) return;
-    const end = endTime === undefined ? performance.timeOrigin + performance.now() : timeMs(endTime);
-    this.durationMs = Math.max(0, end - this.startMs);
+    this.durationMs = Math.max(0, timeMs(endTime) - this.startMs);
     this.ring.push(this);
   }
 
@@ -287,7 +279,12 @@ export class KernelSpan implements Span {
   }
 }
 
-/** An OpenTelemetry TimeInput as epoch milliseconds (numbers are taken as epoch ms, as the SDK does). */
+/** An attribute value as the ring keeps it: primitives as they are, arrays as their string, none dropped. */
+function putPrimitive(to: Record<string, Primitive>, key: string, value: AttributeValue | undefined): void {
+  if (value !== undefined && value !== null) to[key] = typeof value === 'object' ? String(value) : value;
+}
+
+/** An OpenTelemetry TimeInput (default: now) as epoch milliseconds (numbers are epoch ms, as in the SDK). */
 function timeMs(t: TimeInput | undefined): number {
   if (t === undefined) return performance.timeOrigin + performance.now();
   if (typeof t === 'number') return t;

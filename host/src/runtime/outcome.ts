@@ -12,6 +12,15 @@ export interface Outcome {
 
 export type ExportMap = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 
+/** The ES module jco emits for a component (instantiation: 'async'), as the worker and the replica load it. */
+export interface JcoBindings {
+  instantiate: (
+    getCoreModule: (name: string) => WebAssembly.Module,
+    imports: Record<string, unknown>,
+    instantiateCore: (m: WebAssembly.Module, i?: WebAssembly.Imports) => WebAssembly.Instance,
+  ) => Promise<ExportMap> | ExportMap;
+}
+
 /** The first line of what was thrown, short enough for a status message. */
 export function describeThrown(e: unknown): string {
   if (e instanceof Error) return `${e.name}: ${e.message}`.split('\n')[0]!.slice(0, 500);

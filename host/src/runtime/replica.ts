@@ -19,7 +19,7 @@
 import { pathToFileURL } from 'node:url';
 import { Msg } from './channel.js';
 import { InterruptError, type Interrupter } from './interrupt.js';
-import { type ExportMap, invokeExport, type Outcome } from './outcome.js';
+import { type ExportMap, invokeExport, type JcoBindings, type Outcome } from './outcome.js';
 
 /** Thrown by an import the replica may not call. */
 export class ReplicaRefused extends Error {
@@ -63,13 +63,7 @@ export class Replica {
       refused.what ??= what;
       throw new ReplicaRefused(`${what} is not available to a query replica`);
     });
-    const mod = (await import(pathToFileURL(opts.jsPath).href)) as {
-      instantiate: (
-        getCoreModule: (name: string) => WebAssembly.Module,
-        imports: Record<string, unknown>,
-        instantiateCore: (m: WebAssembly.Module, i?: WebAssembly.Imports) => WebAssembly.Instance,
-      ) => Promise<ExportMap> | ExportMap;
-    };
+    const mod = (await import(pathToFileURL(opts.jsPath).href)) as JcoBindings;
     const check = interrupter.imports();
     const t0 = performance.now();
     const exportsMap = await mod.instantiate(

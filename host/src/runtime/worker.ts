@@ -12,7 +12,14 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { buildWasi, GuestExit, type WasiContext } from '../sandbox/wasi.js';
 import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg } from './channel.js';
 import type { BindLocal } from './local.js';
-import { describeThrown, type ExportMap, invokeExport, type Outcome, poisons } from './outcome.js';
+import {
+  describeThrown,
+  type ExportMap,
+  invokeExport,
+  type JcoBindings,
+  type Outcome,
+  poisons,
+} from './outcome.js';
 
 export interface WorkerInit {
   sab: SharedArrayBuffer;
@@ -125,13 +132,7 @@ async function localImports(
 }
 
 async function instantiate(): Promise<number> {
-  const mod = (await import(pathToFileURL(init.jsPath).href)) as {
-    instantiate: (
-      getCoreModule: (name: string) => WebAssembly.Module,
-      imports: Record<string, unknown>,
-      instantiateCore: (m: WebAssembly.Module, i?: WebAssembly.Imports) => WebAssembly.Instance,
-    ) => Promise<ExportMap> | ExportMap;
-  };
+  const mod = (await import(pathToFileURL(init.jsPath).href)) as JcoBindings;
   const imports: Record<string, unknown> = {};
   for (const [iface, who] of Object.entries(init.plan)) {
     if (who === 'wasi') imports[iface] = buildWasi(iface, init.wasi);
