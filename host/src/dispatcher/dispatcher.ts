@@ -79,12 +79,20 @@ export class Dispatcher {
     return this.table.get(name);
   }
 
-  async dispatch(name: string, request: unknown, ctx: CallContext): Promise<unknown> {
+  /**
+   * Run syscall `name`. Never throws: every failure is a rejected promise with a sanitized KernelError. Written
+   * without `async`/`await` so a call makes one promise of its own and one deadline timer (with promise hooks
+   * on, as they are while tracing, each await cost hook calls and allocations on every syscall).
+   */
+  dispatch(name: string, request: unknown, ctx: CallContext): Promise<unknown> {
     const def = this.table.get(name);
-    if (!def) throw new KernelError('KERNEL_ERR_SYSCALL_UNKNOWN', `no syscall named '${name}'`);
+    if (!def) {
+      return Promise.reject(new KernelError('KERNEL_ERR_SYSCALL_UNKNOWN', `no syscall named '${name}'`));
+    }
     const stat = this.stats.get(name)!;
     const start = process.hrtime.bigint();
     stat.calls++;
+    let running: Promise<unknown>;
     try {
       const missing = def.unavailable?.();
       if (missing)
@@ -97,19 +105,55 @@ export class Dispatcher {
       }
       const req = def.validate(request);
       for (const a of this.authorizers) a(name, def.group, ctx);
-      const result = await withDeadline(def.handle(req, ctx), ctx.deadlineAt, name);
-      const us = Number(process.hrtime.bigint() - start) / 1000;
-      stat.hist.record(us);
-      for (const o of this.observers) o({ name, ctx, durationUs: us });
-      return result;
+      running = def.handle(req, ctx);
     } catch (e) {
-      const err = sanitize(e);
-      stat.errors[err.code] = (stat.errors[err.code] ?? 0) + 1;
-      const us = Number(process.hrtime.bigint() - start) / 1000;
-      stat.hist.record(us);
-      for (const o of this.observers) o({ name, ctx, durationUs: us, error: err });
-      throw err;
+      return Promise.reject(this.failed(name, stat, start, ctx, e));
     }
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(
+        () => {
+          if (settled) return;
+          settled = true;
+          const e = new KernelError('KERNEL_ERR_CALL_DEADLINE', `${name} did not finish before its deadline`);
+          reject(this.failed(name, stat, start, ctx, e));
+        },
+        Math.max(0, ctx.deadlineAt - Date.now()),
+      );
+      running.then(
+        (v) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          const us = Number(process.hrtime.bigint() - start) / 1000;
+          stat.hist.record(us);
+          for (const o of this.observers) o({ name, ctx, durationUs: us });
+          resolve(v);
+        },
+        (e: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(this.failed(name, stat, start, ctx, e));
+        },
+      );
+    });
+  }
+
+  /** Count and report a failed call; the sanitized error to reject with. */
+  private failed(
+    name: string,
+    stat: { errors: Record<string, number>; hist: LatencyHistogram },
+    start: bigint,
+    ctx: CallContext,
+    e: unknown,
+  ): KernelError {
+    const err = sanitize(e);
+    stat.errors[err.code] = (stat.errors[err.code] ?? 0) + 1;
+    const us = Number(process.hrtime.bigint() - start) / 1000;
+    stat.hist.record(us);
+    for (const o of this.observers) o({ name, ctx, durationUs: us, error: err });
+    return err;
   }
 
   metrics(): SyscallMetrics[] {
@@ -128,29 +172,6 @@ export class Dispatcher {
       };
     });
   }
-}
-
-/**
- * `p`, or a deadline error once `deadlineAt` passes. One promise and one timer per call (Promise.race with a
- * timeout promise and a `finally` made five promises on every syscall).
- */
-function withDeadline<T>(p: Promise<T>, deadlineAt: number, name: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new KernelError('KERNEL_ERR_CALL_DEADLINE', `${name} did not finish before its deadline`)),
-      Math.max(0, deadlineAt - Date.now()),
-    );
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
 }
 
 /** Clamp a client-supplied timeout into the kernel's range. */

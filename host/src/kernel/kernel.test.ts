@@ -111,6 +111,22 @@ describe('loading and calling', () => {
     await expectKernelError(kernel.unload('calc'), 'KERNEL_ERR_REQUEST_INVALID');
   });
 
+  it('finds the provider of an interface, and forgets it when the component goes and comes back', async () => {
+    const fresh = newKernel();
+    try {
+      expect(fresh.providerOf(CALC)).toBeUndefined();
+      await fresh.load(await calcSpec('calc-a'));
+      expect(fresh.providerOf(CALC)).toBe('calc-a');
+      expect(fresh.providerOf(`${CALC.split('@')[0]}@9.9.9`)).toBe('calc-a');
+      await fresh.unload('calc-a');
+      expect(fresh.providerOf(CALC)).toBeUndefined();
+      await fresh.load(await calcSpec('calc-b'));
+      expect(fresh.providerOf(CALC)).toBe('calc-b');
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   it('serves a second load of the same bytes from the transpile cache', async () => {
     const bytes = await buildFixture('calc');
     const t = await kernel.transpiler.get(bytes);

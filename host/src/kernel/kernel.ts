@@ -157,9 +157,49 @@ const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 export const DEFAULT_MEMORY_MAX_PAGES = 1024; // 64 MiB
 export const DEFAULT_DEADLINE_MS = 5_000;
 
+/**
+ * The loaded components by name, with the answer to "who exports this interface" kept until the set
+ * changes: the dispatcher asks twice per syscall, and scanning every component's exports with version
+ * splitting was ~1 us and ~0.8 KB of garbage per call under load. Every change (load, swap, unload, stop)
+ * goes through set/delete/clear, which drop the index.
+ */
+class ComponentTable extends Map<string, Loaded> {
+  private readonly providers = new Map<string, string | undefined>();
+
+  override set(name: string, c: Loaded): this {
+    this.providers.clear();
+    return super.set(name, c);
+  }
+
+  override delete(name: string): boolean {
+    this.providers.clear();
+    return super.delete(name);
+  }
+
+  override clear(): void {
+    this.providers.clear();
+    super.clear();
+  }
+
+  /** The first component (in load order) exporting `iface`, any version of it. */
+  providerOf(iface: string): string | undefined {
+    if (this.providers.has(iface)) return this.providers.get(iface);
+    const base = splitVersion(iface).base;
+    let found: string | undefined;
+    for (const c of this.values()) {
+      if (c.exports.some((e) => e === iface || splitVersion(e).base === base)) {
+        found = c.spec.name;
+        break;
+      }
+    }
+    this.providers.set(iface, found);
+    return found;
+  }
+}
+
 export class Kernel {
   readonly transpiler: TranspileCache;
-  private readonly components = new Map<string, Loaded>();
+  private readonly components = new ComponentTable();
   private readonly host = new Map<string, HostInterface>();
   private readonly compiled = new Map<string, Promise<WebAssembly.Module>>();
   private readonly loading = new Set<string>();
@@ -493,11 +533,7 @@ export class Kernel {
 
   /** Find the component exporting an interface (for the syscall dispatcher). */
   providerOf(iface: string): string | undefined {
-    for (const c of this.components.values()) {
-      if (c.exports.some((e) => e === iface || splitVersion(e).base === splitVersion(iface).base))
-        return c.spec.name;
-    }
-    return undefined;
+    return this.components.providerOf(iface);
   }
 
   /** Health check after start (lifecycle.init already ran on every instance, see prepare()). */

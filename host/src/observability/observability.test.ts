@@ -259,6 +259,58 @@ describe('SpanRing', () => {
     expect(r.total).toBe(5);
     expect(() => new SpanRing(0)).toThrow(/capacity/);
   });
+
+  it('stores kernel spans field by field beside agent records, and rebuilds them when read', () => {
+    const t = new Tracing({ capacity: 3 });
+    const shared = { 'cam.component': 'memory' };
+    const a = t.startSpan('a', SpanKind.CLIENT, shared);
+    a.setAttribute('late', 2);
+    a.setStatus({ code: SpanStatusCode.ERROR, message: 'nope' });
+    a.end();
+    const b = t.startSpan('b', SpanKind.SERVER, undefined, trace.setSpan(ROOT_CONTEXT, a));
+    b.forSyscall('ContextRead', 'agent-1');
+    b.end();
+    t.recordAgentSpan({
+      traceId: 'ab',
+      spanId: 'cd',
+      operation: 'agent.step',
+      startMs: 1,
+      durationNs: 0,
+      tags: [],
+      callerId: 'agent-1',
+      receivedAtMs: 1,
+    });
+    const c = t.startSpan('c');
+    c.end();
+    // 'a' was overwritten by 'c' (capacity 3); the shared attribute object is read, not copied, and unchanged.
+    const [rb, agent, rc] = t.ring.list();
+    expect(rb).toMatchObject({
+      name: 'b',
+      kind: 'server',
+      status: 'unset',
+      parentSpanId: a.spanContext().spanId,
+      traceId: a.spanContext().traceId,
+      attributes: { 'cam.syscall': 'ContextRead', 'cam.caller': 'agent-1' },
+    });
+    expect(agent).toMatchObject({ name: 'agent.step', source: 'agent' });
+    expect(rc).toMatchObject({ name: 'c', kind: 'internal', attributes: {} });
+    expect(t.ring.total).toBe(4);
+    expect(shared).toEqual({ 'cam.component': 'memory' });
+    const t2 = new Tracing({ capacity: 2 });
+    const d = t2.startSpan('d', SpanKind.CLIENT, shared);
+    d.setAttribute('late', 2);
+    d.setStatus({ code: SpanStatusCode.ERROR, message: 'nope' });
+    d.end();
+    expect(t2.ring.list()).toEqual([
+      expect.objectContaining({
+        name: 'd',
+        kind: 'client',
+        status: 'error',
+        error: 'nope',
+        attributes: { 'cam.component': 'memory', late: 2 },
+      }),
+    ]);
+  });
 });
 
 describe('Observability on a dispatcher', () => {

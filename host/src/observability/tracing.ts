@@ -20,7 +20,6 @@ import {
   type Exception,
   INVALID_SPAN_CONTEXT,
   type Link,
-  ROOT_CONTEXT,
   type Span,
   type SpanAttributes,
   type SpanContext,
@@ -60,33 +59,138 @@ const W3C_TRACE_ID = /^[0-9a-f]{32}$/;
 const W3C_SPAN_ID = /^[0-9a-f]{16}$/;
 
 /**
- * A bounded ring of finished spans, oldest first. Kernel spans are kept as their span objects and converted to
- * records only when read, so a finished span costs one array store on the call path.
+ * A bounded ring of finished spans, oldest first.
+ *
+ * A kernel span is stored field by field into preallocated slots when it ends, so the span object, its
+ * context and its attribute overlay die young. Keeping the span objects themselves (as this ring once did)
+ * kept ~0.5 KB per span alive until the ring wrapped: at two spans per syscall that was ~300 KB copied by every
+ * scavenge under gRPC load and promoted into the old generation (bench/RESULTS.md, "grpc"). What a slot still
+ * holds are strings (ids, the caller) and attribute objects the callers share between spans. Records are
+ * built only when the ring is read. EmitTrace spans, already records, are kept as they are.
  */
 export class SpanRing {
-  private readonly items: Array<SpanRecord | KernelSpan> = [];
+  private readonly traceIds: string[] = [];
+  private readonly spanIds: string[] = [];
+  private readonly parents: Array<string | undefined> = [];
+  private readonly names: string[] = [];
+  private readonly kinds: Uint8Array;
+  private readonly statuses: Uint8Array;
+  private readonly times: Float64Array;
+  /** Attributes given at start (kept by reference: the kernel's are shared constants). */
+  private readonly bases: Array<Attributes | undefined> = [];
+  /** The syscall and caller a server span was claimed for (see KernelSpan.claimSyscall). */
+  private readonly syscalls: Array<string | undefined> = [];
+  private readonly callers: Array<string | undefined> = [];
+  /** What few spans have: attributes set later, events, links, an error message. */
+  private readonly extras: Array<SpanExtras | undefined> = [];
+  /** EmitTrace spans, as reported. */
+  private readonly agents: Array<SpanRecord | undefined> = [];
+  private size = 0;
   private head = 0;
   total = 0;
 
   constructor(readonly capacity = DEFAULT_SPAN_CAPACITY) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new Error('span ring capacity must be >= 1');
+    this.kinds = new Uint8Array(capacity);
+    this.statuses = new Uint8Array(capacity);
+    this.times = new Float64Array(capacity * 2);
   }
 
   push(r: SpanRecord | KernelSpan): void {
-    this.total++;
-    if (this.items.length < this.capacity) this.items.push(r);
-    else {
-      this.items[this.head] = r;
-      this.head = (this.head + 1) % this.capacity;
-    }
+    if (r instanceof KernelSpan) r.storeIn(this);
+    else this.agents[this.slot()] = r;
+  }
+
+  /** A kernel span's fields into the next slot (KernelSpan.end). */
+  store(
+    traceId: string,
+    spanId: string,
+    parentSpanId: string | undefined,
+    name: string,
+    kind: SpanKind,
+    status: SpanStatusCode,
+    startMs: number,
+    durationMs: number,
+    base: Attributes | undefined,
+    syscall: string | undefined,
+    caller: string | undefined,
+    extras: SpanExtras | undefined,
+  ): void {
+    const i = this.slot();
+    this.agents[i] = undefined;
+    this.traceIds[i] = traceId;
+    this.spanIds[i] = spanId;
+    this.parents[i] = parentSpanId;
+    this.names[i] = name;
+    this.kinds[i] = kind;
+    this.statuses[i] = status;
+    this.times[2 * i] = startMs;
+    this.times[2 * i + 1] = durationMs;
+    this.bases[i] = base;
+    this.syscalls[i] = syscall;
+    this.callers[i] = caller;
+    this.extras[i] = extras;
   }
 
   list(filter: { traceId?: string; limit?: number } = {}): SpanRecord[] {
-    let all = [...this.items.slice(this.head), ...this.items.slice(0, this.head)];
-    if (filter.traceId) all = all.filter((s) => traceIdOf(s) === filter.traceId);
-    if (filter.limit !== undefined) all = all.slice(-filter.limit);
-    return all.map((s) => (s instanceof KernelSpan ? s.toRecord() : s));
+    const order: number[] = [];
+    const first = this.size < this.capacity ? 0 : this.head;
+    for (let n = 0; n < this.size; n++) {
+      const i = (first + n) % this.capacity;
+      if (filter.traceId === undefined || (this.agents[i]?.traceId ?? this.traceIds[i]) === filter.traceId)
+        order.push(i);
+    }
+    const picked = filter.limit === undefined ? order : order.slice(Math.max(0, order.length - filter.limit));
+    return picked.map((i) => this.record(i));
   }
+
+  /** The slot to write next (the oldest once the ring is full). */
+  private slot(): number {
+    this.total++;
+    const i = this.head;
+    this.head = (i + 1) % this.capacity;
+    if (this.size < this.capacity) this.size++;
+    return i;
+  }
+
+  private record(i: number): SpanRecord {
+    const agent = this.agents[i];
+    if (agent) return agent;
+    const attributes: Record<string, Primitive> = {};
+    const base = this.bases[i];
+    if (base) for (const k in base) putPrimitive(attributes, k, base[k]);
+    const x = this.extras[i];
+    if (x?.attributes) Object.assign(attributes, x.attributes);
+    if (this.syscalls[i] !== undefined) {
+      attributes['cam.syscall'] = this.syscalls[i]!;
+      attributes['cam.caller'] = this.callers[i]!;
+    }
+    const status = this.statuses[i];
+    const parent = this.parents[i];
+    return {
+      traceId: this.traceIds[i]!,
+      spanId: this.spanIds[i]!,
+      ...(parent ? { parentSpanId: parent } : {}),
+      name: this.names[i]!,
+      kind: KIND[this.kinds[i]!] ?? 'internal',
+      source: 'kernel',
+      startMs: this.times[2 * i]!,
+      durationMs: this.times[2 * i + 1]!,
+      status: status === SpanStatusCode.ERROR ? 'error' : status === SpanStatusCode.OK ? 'ok' : 'unset',
+      ...(x?.error ? { error: x.error } : {}),
+      attributes,
+      ...(x?.events ? { events: x.events.map((e) => ({ ...e, attributes: { ...e.attributes } })) } : {}),
+      ...(x?.links ? { links: x.links.map((l) => ({ ...l })) } : {}),
+    };
+  }
+}
+
+/** The rarely used parts of a kernel span, kept together so a plain span stores none of them. */
+interface SpanExtras {
+  attributes?: Record<string, Primitive>;
+  events?: SpanRecord['events'];
+  links?: SpanRecord['links'];
+  error?: string;
 }
 
 const KIND: Record<number, SpanRecord['kind']> = {
@@ -94,10 +198,6 @@ const KIND: Record<number, SpanRecord['kind']> = {
   [SpanKind.CLIENT]: 'client',
   [SpanKind.INTERNAL]: 'internal',
 };
-
-function traceIdOf(s: SpanRecord | KernelSpan): string {
-  return s instanceof KernelSpan ? s.spanContext().traceId : s.traceId;
-}
 
 /**
  * Random trace and span ids, hex, cut from a pool refilled by the CSPRNG 4 KiB at a time (W3C: ids must be
@@ -138,22 +238,27 @@ export class KernelSpan implements Span {
   private durationMs = -1;
   private statusCode = SpanStatusCode.UNSET;
   private statusMessage: string | undefined;
-  private readonly attrs: Record<string, Primitive> = {};
-  private events: SpanRecord['events'];
-  private links: SpanRecord['links'];
+  /** The syscall and caller this span stands for (set by `forSyscall`), kept out of any attribute object. */
+  private syscall: string | undefined;
+  private caller: string | undefined;
+  private extras: SpanExtras | undefined;
   /**
    * Set on a unary gRPC call's server span: the first syscall dispatched under it is recorded on this span
    * (its name and caller as attributes) instead of in a child span. See Tracing.instrument.
    */
   syscallSlot = false;
 
+  /**
+   * `attributes` are kept by reference and read when the ring is listed: the kernel passes objects it shares
+   * between spans and never changes (copying them made an object per span that the ring kept alive).
+   */
   constructor(
     private readonly ring: SpanRing,
     private name: string,
     private readonly kind: SpanKind,
     private readonly parent: SpanContext | undefined,
     ids: Ids,
-    attributes: Attributes | undefined,
+    private readonly attributes: Attributes | undefined,
   ) {
     this.sc = {
       traceId: parent?.traceId ?? ids.next(16),
@@ -161,7 +266,6 @@ export class KernelSpan implements Span {
       traceFlags: TraceFlags.SAMPLED,
     };
     this.startMs = timeMs(undefined);
-    if (attributes) this.setAttributes(attributes);
   }
 
   spanContext(): SpanContext {
@@ -169,12 +273,15 @@ export class KernelSpan implements Span {
   }
 
   setAttribute(key: string, value: AttributeValue): this {
-    if (this.durationMs < 0) putPrimitive(this.attrs, key, value);
+    if (this.durationMs < 0) putPrimitive(this.overlay(), key, value);
     return this;
   }
 
   setAttributes(attributes: SpanAttributes): this {
-    if (this.durationMs < 0) for (const k in attributes) putPrimitive(this.attrs, k, attributes[k]);
+    if (this.durationMs < 0) {
+      const to = this.overlay();
+      for (const k in attributes) putPrimitive(to, k, attributes[k]);
+    }
     return this;
   }
 
@@ -187,15 +294,17 @@ export class KernelSpan implements Span {
     if (attributesOrTime && !isTime(attributesOrTime)) {
       for (const k in attributesOrTime) putPrimitive(attributes, k, attributesOrTime[k]);
     }
-    this.events ??= [];
-    this.events.push({ name, timeMs: timeMs(at), attributes });
+    const x = this.extra();
+    x.events ??= [];
+    x.events.push({ name, timeMs: timeMs(at), attributes });
     return this;
   }
 
   addLink(link: Link): this {
     if (this.durationMs < 0) {
-      this.links ??= [];
-      this.links.push({ traceId: link.context.traceId, spanId: link.context.spanId });
+      const x = this.extra();
+      x.links ??= [];
+      x.links.push({ traceId: link.context.traceId, spanId: link.context.spanId });
     }
     return this;
   }
@@ -218,7 +327,7 @@ export class KernelSpan implements Span {
     return this;
   }
 
-  /** Ends the span (once) and puts it in the ring. */
+  /** Ends the span (once) and stores it in the ring. */
   end(endTime?: TimeInput): void {
     if (this.durationMs >= 0) return;
     this.durationMs = Math.max(0, timeMs(endTime) - this.startMs);
@@ -238,9 +347,14 @@ export class KernelSpan implements Span {
   claimSyscall(name: string, caller: string): boolean {
     if (!this.syscallSlot || !this.isRecording()) return false;
     this.syscallSlot = false;
-    this.attrs['cam.syscall'] = name;
-    this.attrs['cam.caller'] = caller;
+    this.forSyscall(name, caller);
     return true;
+  }
+
+  /** Record the syscall and caller this span stands for (the `cam.syscall` and `cam.caller` attributes). */
+  forSyscall(name: string, caller: string): void {
+    this.syscall = name;
+    this.caller = caller;
   }
 
   recordException(exception: Exception, time?: TimeInput): void {
@@ -255,27 +369,36 @@ export class KernelSpan implements Span {
     );
   }
 
-  toRecord(): SpanRecord {
-    return {
-      traceId: this.sc.traceId,
-      spanId: this.sc.spanId,
-      ...(this.parent ? { parentSpanId: this.parent.spanId } : {}),
-      name: this.name,
-      kind: KIND[this.kind] ?? 'internal',
-      source: 'kernel',
-      startMs: this.startMs,
-      durationMs: this.durationMs,
-      status:
-        this.statusCode === SpanStatusCode.ERROR
-          ? 'error'
-          : this.statusCode === SpanStatusCode.OK
-            ? 'ok'
-            : 'unset',
-      ...(this.statusMessage ? { error: this.statusMessage } : {}),
-      attributes: { ...this.attrs },
-      ...(this.events ? { events: this.events.map((e) => ({ ...e, attributes: { ...e.attributes } })) } : {}),
-      ...(this.links ? { links: this.links.map((l) => ({ ...l })) } : {}),
-    };
+  /** Its fields into the ring's next slot (SpanRing.push). */
+  storeIn(ring: SpanRing): void {
+    let x = this.extras;
+    if (this.statusMessage) x = { ...x, error: this.statusMessage };
+    ring.store(
+      this.sc.traceId,
+      this.sc.spanId,
+      this.parent?.spanId,
+      this.name,
+      this.kind,
+      this.statusCode,
+      this.startMs,
+      this.durationMs,
+      this.attributes,
+      this.syscall,
+      this.caller,
+      x,
+    );
+  }
+
+  private extra(): SpanExtras {
+    if (!this.extras) this.extras = {};
+    return this.extras;
+  }
+
+  /** Attributes set after the start (over the ones given at start). */
+  private overlay(): Record<string, Primitive> {
+    const x = this.extra();
+    x.attributes ??= {};
+    return x.attributes;
   }
 }
 
@@ -291,6 +414,36 @@ function timeMs(t: TimeInput | undefined): number {
   if (t instanceof Date) return t.getTime();
   return t[0] * 1e3 + t[1] / 1e6;
 }
+
+/**
+ * An OpenTelemetry Context as a chain of (key, value) links: setting a value makes one small object. The API's
+ * BaseContext copies its whole Map and makes three closures on every setValue, i.e. on every span started
+ * (trace.setSpan), which was ~0.6 KB of short-lived garbage per span on the syscall path. Lookups walk the
+ * chain, which is a few links deep (remote parent, server span, component span).
+ */
+class LinkedContext implements Context {
+  constructor(
+    private readonly parent: LinkedContext | undefined,
+    private readonly key: symbol | undefined,
+    private readonly value: unknown,
+  ) {}
+
+  getValue(key: symbol): unknown {
+    for (let c: LinkedContext | undefined = this; c; c = c.parent) if (c.key === key) return c.value;
+    return undefined;
+  }
+
+  setValue(key: symbol, value: unknown): Context {
+    return new LinkedContext(this, key, value);
+  }
+
+  deleteValue(key: symbol): Context {
+    return new LinkedContext(this, key, undefined);
+  }
+}
+
+/** The empty context every kernel context grows from (the API's ROOT_CONTEXT, as a LinkedContext). */
+const KERNEL_ROOT: Context = new LinkedContext(undefined, undefined, undefined);
 
 export interface TracingOptions {
   capacity?: number;
@@ -315,9 +468,9 @@ export class Tracing {
       throw new Error(`trace sample ratio must be from 0 to 1, got ${opts.sampleRatio}`);
   }
 
-  /** The context of the code running now (ROOT_CONTEXT outside any span). */
+  /** The context of the code running now (the empty root outside any span). */
   active(): Context {
-    return this.als.getStore() ?? ROOT_CONTEXT;
+    return this.als.getStore() ?? KERNEL_ROOT;
   }
 
   /** Trace and span id of the active span, for log lines and decision records. */
@@ -418,7 +571,7 @@ export class Tracing {
   parentFromTraceparent(value: string | undefined): Context | undefined {
     if (!value) return undefined;
     const sc = parseTraceParent(value);
-    return sc ? trace.setSpanContext(ROOT_CONTEXT, { ...sc, isRemote: true }) : undefined;
+    return sc ? trace.setSpanContext(KERNEL_ROOT, { ...sc, isRemote: true }) : undefined;
   }
 
   /** A remote parent from a trace id and span id in W3C form (lowercase hex, 32 and 16 digits). */
@@ -427,7 +580,7 @@ export class Tracing {
     const s = spanId.toLowerCase();
     if (!W3C_TRACE_ID.test(t) || !W3C_SPAN_ID.test(s) || /^0+$/.test(t) || /^0+$/.test(s)) return undefined;
     const sc: SpanContext = { traceId: t, spanId: s, traceFlags: 1, isRemote: true };
-    return trace.setSpanContext(ROOT_CONTEXT, sc);
+    return trace.setSpanContext(KERNEL_ROOT, sc);
   }
 
   /** An EmitTrace span: recorded as reported (ids, times, tags), next to the kernel's own spans. */
@@ -472,27 +625,43 @@ export class Tracing {
       }
       return !this.samples()
         ? dispatch.call(dispatcher, name, request, ctx)
-        : this.inSpan(
-            `dispatch ${name}`,
-            { kind: SpanKind.INTERNAL, attributes: { 'cam.syscall': name, 'cam.caller': ctx.callerId } },
-            (span) => {
-              ctx.traceId ??= span.spanContext().traceId;
-              return dispatch.call(dispatcher, name, request, ctx);
-            },
-          );
+        : this.inSpan(dispatchSpanName(name), { kind: SpanKind.INTERNAL }, (span) => {
+            if (span instanceof KernelSpan) span.forSyscall(name, ctx.callerId);
+            ctx.traceId ??= span.spanContext().traceId;
+            return dispatch.call(dispatcher, name, request, ctx);
+          });
     };
     const call = kernel.call;
-    kernel.call = (component, iface, fn, args, opts) =>
-      !this.recording()
-        ? call.call(kernel, component, iface, fn, args, opts)
-        : this.inSpan(
-            `component ${component} ${fn}`,
-            {
-              kind: SpanKind.CLIENT,
-              attributes: { 'cam.component': component, 'cam.interface': iface, 'cam.function': fn },
-            },
-            () => call.call(kernel, component, iface, fn, args, opts),
-          );
+    // One name and one attribute object per (component, interface, function), shared by all its spans.
+    const shapes = new Map<string, Map<string, Map<string, { name: string; attributes: Attributes }>>>();
+    const shape = (component: string, iface: string, fn: string) => {
+      let byIface = shapes.get(component);
+      if (!byIface) {
+        byIface = new Map();
+        shapes.set(component, byIface);
+      }
+      let byFn = byIface.get(iface);
+      if (!byFn) {
+        byFn = new Map();
+        byIface.set(iface, byFn);
+      }
+      let s = byFn.get(fn);
+      if (!s) {
+        s = {
+          name: `component ${component} ${fn}`,
+          attributes: { 'cam.component': component, 'cam.interface': iface, 'cam.function': fn },
+        };
+        byFn.set(fn, s);
+      }
+      return s;
+    };
+    kernel.call = (component, iface, fn, args, opts) => {
+      if (!this.recording()) return call.call(kernel, component, iface, fn, args, opts);
+      const s = shape(component, iface, fn);
+      return this.inSpan(s.name, { kind: SpanKind.CLIENT, attributes: s.attributes }, () =>
+        call.call(kernel, component, iface, fn, args, opts),
+      );
+    };
   }
 
   /**
@@ -575,6 +744,16 @@ export class Tracing {
       return this.parentFromIds(r.trace_id, r.span_id);
     return undefined;
   }
+}
+
+const dispatchNames = new Map<string, string>();
+function dispatchSpanName(syscall: string): string {
+  const known = dispatchNames.get(syscall);
+  if (known !== undefined) return known;
+  const n = `dispatch ${syscall}`;
+  // Syscall names are a fixed table; the bound only guards against a caller dispatching arbitrary names.
+  if (dispatchNames.size < 256) dispatchNames.set(syscall, n);
+  return n;
 }
 
 function isValid(sc: SpanContext): boolean {
