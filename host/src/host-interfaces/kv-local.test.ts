@@ -84,6 +84,41 @@ describe('worker-local kv reads', () => {
     ]);
   });
 
+  it('see each commit in a worker that never returns to its event loop (a new snapshot only when the store committed)', async () => {
+    expect(kv.local!.data).toMatchObject({ commits: store.commits });
+    // flag[0]: the round the kernel committed; flag[1]: the round the worker read.
+    const flag = new Int32Array(new SharedArrayBuffer(8));
+    const blocked = new Worker(
+      `
+const { parentPort, workerData } = require('node:worker_threads');
+import(workerData.module).then(async (m) => {
+  const fns = await m.bindLocal(workerData.data, 'alpha');
+  const flag = new Int32Array(workerData.flag);
+  const seen = [];
+  for (let i = 1; i <= 5; i++) {
+    while (Atomics.load(flag, 0) < i) Atomics.wait(flag, 0, Atomics.load(flag, 0), 50);
+    seen.push(new TextDecoder().decode(fns.get('blocked', 'k')));
+    seen.push(new TextDecoder().decode(fns.getMany('blocked', ['k'])[0]));
+    Atomics.store(flag, 1, i);
+  }
+  parentPort.postMessage(seen);
+});`,
+      { eval: true, workerData: { ...kv.local, caller: 'alpha', flag: flag.buffer } },
+    );
+    try {
+      const seen = new Promise<string[]>((r) => blocked.once('message', r));
+      for (let i = 1; i <= 5; i++) {
+        await kv.functions.batch!('alpha', 'blocked', [put('k', `v${i}`)]);
+        Atomics.store(flag, 0, i);
+        Atomics.notify(flag, 0);
+        while (Atomics.load(flag, 1) < i) await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(await seen).toEqual(['v1', 'v1', 'v2', 'v2', 'v3', 'v3', 'v4', 'v4', 'v5', 'v5']);
+    } finally {
+      await blocked.terminate();
+    }
+  });
+
   it('answer exactly what the kernel-thread functions answer, scoped to the calling component', async () => {
     await kv.functions.batch!('beta', 'p', [put('k', 'from beta')]);
     const cases: Array<[string, unknown[]]> = [

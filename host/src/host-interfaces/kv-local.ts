@@ -8,11 +8,17 @@ import { bindLocalKv } from './kv.js';
 const readers = new Map<string, EmbeddedReader>();
 
 export function bindLocal(data: unknown, caller: string): ReturnType<typeof bindLocalKv> {
-  const path = (data as { path?: unknown } | null)?.path;
+  const { path, commits } = (data ?? {}) as { path?: unknown; commits?: unknown };
   if (typeof path !== 'string') throw new Error('kv-local: data.path must be the store directory');
+  if (
+    commits !== undefined &&
+    !(commits instanceof Int32Array && commits.buffer instanceof SharedArrayBuffer && commits.length === 1)
+  ) {
+    throw new Error("kv-local: data.commits must be the store's shared commit counter (one Int32)");
+  }
   let reader = readers.get(path);
   if (!reader) {
-    reader = openEmbeddedReader(path);
+    reader = openEmbeddedReader(path, commits);
     readers.set(path, reader);
   }
   return bindLocalKv(reader, caller);

@@ -221,7 +221,10 @@ export function kvHostInterface(store: KvStore, options: KvHostOptions = {}): Ho
     // the kernel thread, which under gRPC load is busy and made each read wait 100-300 us. Writes stay here:
     // lmdb-js batches them on its write thread, and a worker that is terminated mid-transaction (a runaway
     // guest) would leave LMDB's write lock held.
-    local: store.path === undefined ? undefined : { module: KV_LOCAL_MODULE, data: { path: store.path } },
+    local:
+      store.path === undefined
+        ? undefined
+        : { module: KV_LOCAL_MODULE, data: { path: store.path, commits: store.commits } },
   };
 }
 

@@ -34,6 +34,11 @@ export interface KvStore {
   readonly kind: KvBackendKind;
   /** Embedded backend only: the store directory, which other threads of this process may read directly. */
   readonly path?: string;
+  /**
+   * Embedded backend only: a counter (one Int32 over a SharedArrayBuffer) bumped after every commit. Readers
+   * on other threads take a new snapshot only when it has moved since their last one.
+   */
+  readonly commits?: Int32Array;
   get(partition: string, key: string): Promise<Uint8Array | undefined>;
   /** One result per key, in the order of `keys`; read from one consistent snapshot of the partition. */
   getMany(partition: string, keys: string[]): Promise<(Uint8Array | undefined)[]>;
