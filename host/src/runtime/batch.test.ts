@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelError } from '../errors.js';
 import { Kernel } from '../kernel/kernel.js';
 import { buildFixture } from '../testing/fixtures.js';
+import { CTL_MAIN_SLEEPING } from './channel.js';
 
 const CALC = 'test:fixtures/calc@0.1.0';
 const CHAOS = 'test:fixtures/chaos@0.1.0';
@@ -120,6 +121,34 @@ describe('batched calls', () => {
     expect(await first).toEqual({ ok: true, value: 42 });
     expect(await spin).toMatchObject({ ok: false, code: 'KERNEL_ERR_CALL_DEADLINE' });
     expect(await late).toMatchObject({ ok: false, code: 'KERNEL_ERR_CALL_DEADLINE' });
+    expect(await kernel.call('chaos', CHAOS, 'ping', [])).toBe(42);
+  });
+});
+
+describe('the sleeping kernel thread', () => {
+  it('raises its sleeping flag again after a stale wake-up, so the real answer still wakes it', async () => {
+    // The worker publishes an answer, then takes the flag down and posts a wake-up (worker.ts publish()). If
+    // it is descheduled in between, the kernel can take that answer without the wake-up, send the next
+    // request and go to sleep: the late exchange then lowers the flag of that new wait and its message
+    // finds nothing. Emulated here on a real wait (a runaway call, so the worker stays busy).
+    const inst = [
+      ...(
+        kernel as unknown as { components: Map<string, { supervisor: { all: Set<unknown> } }> }
+      ).components.get('chaos')!.supervisor.all,
+    ][0] as unknown as {
+      ch: { ctl: Int32Array };
+      worker: { emit(event: string, v: unknown): boolean };
+    };
+    const ctl = inst.ch.ctl;
+    const spin = settle(kernel.call('chaos', CHAOS, 'spin', [], { deadlineMs: 500 }));
+    const until = Date.now() + 400;
+    while (Atomics.load(ctl, CTL_MAIN_SLEEPING) !== 1 && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 2));
+    expect(Atomics.load(ctl, CTL_MAIN_SLEEPING)).toBe(1);
+    Atomics.store(ctl, CTL_MAIN_SLEEPING, 0);
+    inst.worker.emit('message', 0);
+    expect(Atomics.load(ctl, CTL_MAIN_SLEEPING)).toBe(1);
+    expect(await spin).toMatchObject({ ok: false, code: 'KERNEL_ERR_CALL_DEADLINE' });
     expect(await kernel.call('chaos', CHAOS, 'ping', [])).toBe(42);
   });
 });

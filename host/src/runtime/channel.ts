@@ -28,6 +28,9 @@ export const CTL_MAIN_SLEEPING = 2;
  * running now, and what the kernel can still deliver if it has to stop the worker mid-batch.
  */
 export const CTL_BATCH_DONE = 3;
+/** When the worker last published (Date.now() & TIME_MASK): how long an answer sat before the kernel took it. */
+export const CTL_RESP_AT = 4;
+export const TIME_MASK = 0x3fff_ffff;
 const HEADER_BYTES = 64;
 const MSG_KIND = HEADER_BYTES / 4;
 const MSG_LEN = MSG_KIND + 1;

@@ -14,10 +14,12 @@ import {
   CTL_BATCH_DONE,
   CTL_MAIN_SLEEPING,
   CTL_REQ_SEQ,
+  CTL_RESP_AT,
   CTL_RESP_SEQ,
   Msg,
   type MsgKind,
   PayloadTooLarge,
+  TIME_MASK,
 } from './channel.js';
 import { distModule } from './local.js';
 import type { ImportPlan, WorkerInit } from './worker.js';
@@ -43,6 +45,11 @@ export interface InstanceOptions {
 
 /** How often a sleeping kernel thread looks for its answer and at the running call's deadline (ms); see receive(). */
 const DEADLINE_POLL_MS = 5;
+/**
+ * An answer the poll finds after it sat this long (ms) counts as a lost wake-up in `pollRescues` (a wake-up
+ * message takes well under a millisecond, even on a loaded machine).
+ */
+const LOST_WAKEUP_MS = 3;
 
 /** One call of a batch (Instance.callMany). */
 export interface BatchCall {
@@ -384,18 +391,33 @@ export class Instance {
         Atomics.store(ctl, CTL_MAIN_SLEEPING, 0);
         if (timer) clearTimeout(timer);
       };
-      this.wake = check;
+      // A wake-up message means the worker took the sleeping flag down (the Atomics.exchange in worker.ts
+      // publish()), but it can be the late wake-up for an earlier answer: the worker was descheduled between
+      // publishing that answer and taking the flag down, while this thread found the answer without it (spin,
+      // or the check below), sent the next request and went to sleep again. Its exchange then lowered the
+      // flag this wait had raised, so the real answer would wake nobody and sat until the poll below found
+      // it (the stalls counted by `pollRescues`). So a wake-up that finds no answer raises the flag again
+      // and looks once more: the same store-then-check as going to sleep.
+      this.wake = () => {
+        if (check()) return;
+        Atomics.store(ctl, CTL_MAIN_SLEEPING, 1);
+        check();
+      };
       Atomics.store(ctl, CTL_MAIN_SLEEPING, 1);
       if (check()) return; // the worker answered between the spin and the flag
       const deadlineAt = () => (typeof deadline === 'number' ? deadline : deadline());
       const expire = () => {
         if (check()) {
-          this.pollRescues++;
+          // Counted only when the answer had sat a while although this thread was idle (its poll ran on
+          // time): a poll that fires just as the wake-up arrives, or late behind other work, is no lost one.
+          const now = Date.now();
+          const sat = ((now & TIME_MASK) - Atomics.load(ctl, CTL_RESP_AT)) & TIME_MASK;
+          if (sat >= LOST_WAKEUP_MS && now - pollAt <= 1) this.pollRescues++;
           return;
         }
         const at = deadlineAt();
         if (Date.now() < at) {
-          timer = setTimeout(expire, nextCheck(at));
+          poll(at);
           return;
         }
         finish();
@@ -410,12 +432,17 @@ export class Instance {
         );
       };
       // Look again every few ms rather than only at the deadline: a batch's running call changes without
-      // telling this thread (so a runaway in a batch is stopped about as promptly as one called alone), and
-      // the worker's wake-up message has been seen to go missing under load (a call then sat answered
-      // until its deadline, both threads idle; not reproduced on demand, cause unknown). The poll bounds
-      // such a stall to a few ms; `pollRescues` counts answers found by it while this thread slept.
-      const nextCheck = (at: number) => Math.max(0, Math.min(at - Date.now(), DEADLINE_POLL_MS));
-      timer = setTimeout(expire, nextCheck(deadlineAt()));
+      // telling this thread (so a runaway in a batch is stopped about as promptly as one called alone). The
+      // poll also bounds any stall of the wake-up protocol to a few ms; `pollRescues` counts answers found by
+      // it while this thread slept (the stale wake-up handled above was one cause: a call then sat answered
+      // until its deadline, before this poll existed).
+      let pollAt = 0;
+      const poll = (at: number) => {
+        const ms = Math.max(0, Math.min(at - Date.now(), DEADLINE_POLL_MS));
+        pollAt = Date.now() + ms;
+        timer = setTimeout(expire, ms);
+      };
+      poll(deadlineAt());
     });
   }
 

@@ -53,7 +53,10 @@ export interface SupervisorStatus {
   calls: number;
   /** Calls that reached an instance in a batch with others (queued while every instance was busy). */
   batchedCalls: number;
-  /** Answers the kernel found by polling while it slept, not by the worker's wake-up (see Instance.receive). */
+  /**
+   * Answers the kernel found by polling while it slept and was otherwise idle, after they sat 3 ms or more: wake-ups
+   * that did not arrive (see Instance.receive).
+   */
   pollRescues: number;
   failedCalls: number;
   queued: number;

@@ -10,7 +10,15 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildWasi, GuestExit, type WasiContext } from '../sandbox/wasi.js';
-import { Channel, CTL_MAIN_SLEEPING, CTL_REQ_SEQ, CTL_RESP_SEQ, Msg } from './channel.js';
+import {
+  Channel,
+  CTL_MAIN_SLEEPING,
+  CTL_REQ_SEQ,
+  CTL_RESP_AT,
+  CTL_RESP_SEQ,
+  Msg,
+  TIME_MASK,
+} from './channel.js';
 import type { BindLocal } from './local.js';
 import {
   describeThrown,
@@ -46,6 +54,7 @@ let exportsMap: ExportMap | undefined;
 
 /** Post a message to the kernel and wake it if it stopped spinning. */
 function publish(): void {
+  Atomics.store(ch.ctl, CTL_RESP_AT, Date.now() & TIME_MASK);
   ch.bump(CTL_RESP_SEQ);
   if (Atomics.exchange(ch.ctl, CTL_MAIN_SLEEPING, 0) === 1) parentPort!.postMessage(0);
 }
