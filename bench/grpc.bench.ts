@@ -13,6 +13,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -150,10 +151,24 @@ export async function run(): Promise<BenchResult[]> {
         let rounds = '';
         if (targets) {
           const pairs: Array<{ echo: ClientResult; run: ClientResult }> = [];
+          const cpu = { echo: [] as number[], run: [] as number[] };
           for (let i = 0; i < ROUNDS; i++) {
-            const e = await runClient({ ...echoJob(c) });
-            pairs.push({ echo: e, run: await runClient(job(c)) });
+            const e = await withServerCpu(() => runClient({ ...echoJob(c) }), cpu.echo);
+            pairs.push({ echo: e, run: await withServerCpu(() => runClient(job(c)), cpu.run) });
           }
+          // The servers' CPU per call (this process: the echo server, or the kernel with its worker threads),
+          // which the client's own CPU use does not blur the way it blurs throughput on two shared cores.
+          out.push({
+            suite: SUITE,
+            name: `${label} c=${c} server CPU per call`,
+            unit: 'us',
+            median: round(median(cpu.run), 1),
+            baseline: {
+              name: `bare grpc-js echo c=${c} server CPU per call`,
+              median: round(median(cpu.echo), 1),
+            },
+            notes: `median of the ${ROUNDS} interleaved rounds (${cpu.run.map((x) => round(x, 0)).join(', ')} vs echo ${cpu.echo.map((x) => round(x, 0)).join(', ')}); user+system CPU of the server process over the run / calls`,
+          });
           // The round with the median throughput ratio; its own echo is the baseline for both targets.
           const ratio = (p: { echo: ClientResult; run: ClientResult }) =>
             p.run.throughput / p.echo.throughput;
@@ -218,6 +233,33 @@ export async function run(): Promise<BenchResult[]> {
         CONCURRENCY,
         true,
       );
+      // Garbage per call in the server process (V8's sampling heap profiler, objects later collected included):
+      // a figure the machine's noise does not move, for the kernel's per-call cost beside the echo's.
+      {
+        const jobFor = (address: string, path: string, payloadB64: string) => ({
+          mode: 'unary',
+          address,
+          path,
+          payloadB64,
+          concurrency: 16,
+          calls: 4000,
+        });
+        const e = await allocatedPerCall(() =>
+          runClient(jobFor(echo.address, '/bench.Echo/Echo', data.toString('base64'))),
+        );
+        const r = await allocatedPerCall(() =>
+          runClient(jobFor(k.address, '/cam.syscall.SyscallService/ContextRead', read())),
+        );
+        out.push({
+          suite: SUITE,
+          name: 'ContextRead c=16 allocated per call',
+          unit: 'KB',
+          median: round(r / 1024, 1),
+          baseline: { name: 'bare grpc-js echo c=16 allocated per call', median: round(e / 1024, 1) },
+          notes:
+            'bytes allocated in the server process per call (sampling heap profiler, 4 KB interval), 4000 calls',
+        });
+      }
       // The same reads on a second kernel with query replicas off (config.json `queryReplicas: false`): every
       // read crosses to the memory component's worker, as before replicas. Same echo baseline.
       {
@@ -324,6 +366,40 @@ export async function run(): Promise<BenchResult[]> {
   }
   for (const r of out) r.notes = [r.notes, `components: ${origin || 'none'}`].filter(Boolean).join('; ');
   return out;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+
+/** Run a client job and push this process's CPU time per call (us) onto `into`. */
+async function withServerCpu(run: () => Promise<ClientResult>, into: number[]): Promise<ClientResult> {
+  const c0 = process.cpuUsage();
+  const r = await run();
+  const cu = process.cpuUsage(c0);
+  into.push((cu.user + cu.system) / Math.max(1, r.calls));
+  return r;
+}
+
+/** Bytes allocated in this process per call while `run` runs (collected objects included). */
+async function allocatedPerCall(run: () => Promise<ClientResult>): Promise<number> {
+  const s = new Session();
+  s.connect();
+  try {
+    await s.post('HeapProfiler.enable');
+    // Objects collected since count too (CDP flags newer than @types/node's protocol typings).
+    const params = {
+      samplingInterval: 4096,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    };
+    await s.post('HeapProfiler.startSampling', params);
+    const r = await run();
+    const { profile } = await s.post('HeapProfiler.stopSampling');
+    const { samples } = profile as unknown as { samples: Array<{ size: number }> };
+    const bytes = samples.reduce((n, x) => n + x.size, 0);
+    return bytes / Math.max(1, r.calls);
+  } finally {
+    s.disconnect();
+  }
 }
 
 function callNotes(r: ClientResult): string {
