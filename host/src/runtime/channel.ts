@@ -30,6 +30,8 @@ export const CTL_MAIN_SLEEPING = 2;
 export const CTL_BATCH_DONE = 3;
 /** When the worker last published (Date.now() & TIME_MASK): how long an answer sat before the kernel took it. */
 export const CTL_RESP_AT = 4;
+/** The RESP_SEQ of the last answer the worker posted a wake-up for (it found the kernel's flag up). */
+export const CTL_WOKEN_SEQ = 5;
 export const TIME_MASK = 0x3fff_ffff;
 const HEADER_BYTES = 64;
 const MSG_KIND = HEADER_BYTES / 4;

@@ -16,6 +16,7 @@ import {
   CTL_REQ_SEQ,
   CTL_RESP_AT,
   CTL_RESP_SEQ,
+  CTL_WOKEN_SEQ,
   Msg,
   type MsgKind,
   PayloadTooLarge,
@@ -46,8 +47,8 @@ export interface InstanceOptions {
 /** How often a sleeping kernel thread looks for its answer and at the running call's deadline (ms); see receive(). */
 const DEADLINE_POLL_MS = 5;
 /**
- * An answer the poll finds after it sat this long (ms) counts as a lost wake-up in `pollRescues` (a wake-up
- * message takes well under a millisecond, even on a loaded machine).
+ * An answer the poll finds after it sat this long (ms) with no wake-up posted for it counts as a lost wake-up
+ * in `pollRescues` (the worker posts within microseconds of publishing unless it is descheduled).
  */
 const LOST_WAKEUP_MS = 3;
 
@@ -408,11 +409,11 @@ export class Instance {
       const deadlineAt = () => (typeof deadline === 'number' ? deadline : deadline());
       const expire = () => {
         if (check()) {
-          // Counted only when the answer had sat a while although this thread was idle (its poll ran on
-          // time): a poll that fires just as the wake-up arrives, or late behind other work, is no lost one.
-          const now = Date.now();
-          const sat = ((now & TIME_MASK) - Atomics.load(ctl, CTL_RESP_AT)) & TIME_MASK;
-          if (sat >= LOST_WAKEUP_MS && now - pollAt <= 1) this.pollRescues++;
+          // A lost wake-up is an answer that sat a while with no wake-up posted for it. One that was posted
+          // but not yet handled (this thread busy with other work; timers run before I/O in an event-loop
+          // turn) is not lost.
+          const sat = ((Date.now() & TIME_MASK) - Atomics.load(ctl, CTL_RESP_AT)) & TIME_MASK;
+          if (sat >= LOST_WAKEUP_MS && Atomics.load(ctl, CTL_WOKEN_SEQ) !== target) this.pollRescues++;
           return;
         }
         const at = deadlineAt();
@@ -436,11 +437,8 @@ export class Instance {
       // poll also bounds any stall of the wake-up protocol to a few ms; `pollRescues` counts answers found by
       // it while this thread slept (the stale wake-up handled above was one cause: a call then sat answered
       // until its deadline, before this poll existed).
-      let pollAt = 0;
       const poll = (at: number) => {
-        const ms = Math.max(0, Math.min(at - Date.now(), DEADLINE_POLL_MS));
-        pollAt = Date.now() + ms;
-        timer = setTimeout(expire, ms);
+        timer = setTimeout(expire, Math.max(0, Math.min(at - Date.now(), DEADLINE_POLL_MS)));
       };
       poll(deadlineAt());
     });

@@ -54,8 +54,8 @@ export interface SupervisorStatus {
   /** Calls that reached an instance in a batch with others (queued while every instance was busy). */
   batchedCalls: number;
   /**
-   * Answers the kernel found by polling while it slept and was otherwise idle, after they sat 3 ms or more: wake-ups
-   * that did not arrive (see Instance.receive).
+   * Lost wake-ups: answers the kernel found by polling while it slept, after they sat 3 ms or more with no
+   * wake-up posted for them (see Instance.receive).
    */
   pollRescues: number;
   failedCalls: number;

@@ -16,6 +16,7 @@ import {
   CTL_REQ_SEQ,
   CTL_RESP_AT,
   CTL_RESP_SEQ,
+  CTL_WOKEN_SEQ,
   Msg,
   TIME_MASK,
 } from './channel.js';
@@ -55,8 +56,11 @@ let exportsMap: ExportMap | undefined;
 /** Post a message to the kernel and wake it if it stopped spinning. */
 function publish(): void {
   Atomics.store(ch.ctl, CTL_RESP_AT, Date.now() & TIME_MASK);
-  ch.bump(CTL_RESP_SEQ);
-  if (Atomics.exchange(ch.ctl, CTL_MAIN_SLEEPING, 0) === 1) parentPort!.postMessage(0);
+  const seq = ch.bump(CTL_RESP_SEQ);
+  if (Atomics.exchange(ch.ctl, CTL_MAIN_SLEEPING, 0) === 1) {
+    parentPort!.postMessage(0);
+    Atomics.store(ch.ctl, CTL_WOKEN_SEQ, seq);
+  }
 }
 
 /**
