@@ -207,16 +207,18 @@ function readOne(db: Db, k: Buffer): Uint8Array | undefined {
   return v === undefined ? undefined : asUint8Array(v);
 }
 
+/**
+ * One snapshot for all keys without an explicit transaction: lmdb-js reads through its shared read
+ * transaction, which is renewed or reset only between event turns or by `resetReadTxn`, never inside this
+ * synchronous loop. (`useReadTransaction` renewed the transaction natively on every call.)
+ */
 function readMany(db: Db, ks: Buffer[]): (Uint8Array | undefined)[] {
-  const transaction = db.useReadTransaction();
-  try {
-    return ks.map((k) => {
-      const v = db.get(k, { transaction });
-      return v === undefined ? undefined : asUint8Array(v);
-    });
-  } finally {
-    transaction.done();
+  const out: (Uint8Array | undefined)[] = new Array(ks.length);
+  for (let i = 0; i < ks.length; i++) {
+    const v = db.get(ks[i]!);
+    out[i] = v === undefined ? undefined : asUint8Array(v);
   }
+  return out;
 }
 
 function readRange(db: Db, p: Buffer, s: ReturnType<typeof checkScan>): KvEntry[] {
