@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import client from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CallContext, Dispatcher } from '../dispatcher/dispatcher.js';
 import { KernelError } from '../errors.js';
@@ -17,6 +18,7 @@ import { Kernel } from '../kernel/kernel.js';
 import { defaultHttp, loadConfig } from '../server/config.js';
 import { TelemetryStore } from '../syscalls/telemetry.js';
 import { Observability, SpanRing, Tracing } from './index.js';
+import { SYSCALL_BUCKETS, SyscallDurations } from './metrics.js';
 import type { KernelSpan } from './tracing.js';
 
 const dirs: string[] = [];
@@ -405,5 +407,35 @@ describe('config: http and traceSampleRatio', () => {
     expect(loadConfig({ dataDir }, {})).toMatchObject({ http: '127.0.0.1:9100', traceSampleRatio: 0 });
     writeFileSync(join(dataDir, 'config.json'), JSON.stringify({ traceSampleRatio: 'all' }));
     expect(() => loadConfig({ dataDir }, {})).toThrow(/config.json\) must be a number from 0 to 1/);
+  });
+});
+
+describe('SyscallDurations', () => {
+  it("exposes exactly what prom-client's Histogram exposes for the same observations", async () => {
+    const ours = new client.Registry();
+    const durations = new SyscallDurations();
+    durations.register(ours);
+    const theirs = new client.Registry();
+    const h = new client.Histogram({
+      name: 'cam_os_syscall_duration_seconds',
+      help: 'Syscall latency through the dispatcher (validation, deadline, handler, component), by outcome (ok or the error code)',
+      labelNames: ['syscall', 'outcome'],
+      buckets: SYSCALL_BUCKETS,
+      registers: [theirs],
+    });
+    // On bounds, between them, below the first and above the last.
+    const values = [...SYSCALL_BUCKETS, 0, 0.000003, 0.00007, 0.3, 11, 400];
+    values.forEach((v, i) => {
+      const [syscall, outcome] =
+        i % 3 === 0
+          ? ['ContextRead', 'ok']
+          : i % 3 === 1
+            ? ['ContextWrite', 'ok']
+            : ['ContextRead', 'KERNEL_ERR_REQUEST_INVALID'];
+      durations.observe(syscall!, outcome!, v);
+      h.labels(syscall!, outcome!).observe(v);
+    });
+    const lines = (t: string) => t.split('\n').sort();
+    expect(lines(await ours.metrics())).toEqual(lines(await theirs.metrics()));
   });
 });
