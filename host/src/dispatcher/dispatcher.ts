@@ -51,6 +51,7 @@ export const DEFAULT_DEADLINE_MS = 10_000;
 
 export class Dispatcher {
   private readonly table = new Map<string, SyscallDef>();
+  private readonly deadlines = new Deadlines();
   private readonly stats = new Map<
     string,
     { calls: number; errors: Record<string, number>; hist: LatencyHistogram }
@@ -111,20 +112,17 @@ export class Dispatcher {
     }
     return new Promise((resolve, reject) => {
       let settled = false;
-      const timer = setTimeout(
-        () => {
-          if (settled) return;
-          settled = true;
-          const e = new KernelError('KERNEL_ERR_CALL_DEADLINE', `${name} did not finish before its deadline`);
-          reject(this.failed(name, stat, start, ctx, e));
-        },
-        Math.max(0, ctx.deadlineAt - Date.now()),
-      );
+      const deadline = this.deadlines.add(ctx.deadlineAt, () => {
+        if (settled) return;
+        settled = true;
+        const e = new KernelError('KERNEL_ERR_CALL_DEADLINE', `${name} did not finish before its deadline`);
+        reject(this.failed(name, stat, start, ctx, e));
+      });
       running.then(
         (v) => {
           if (settled) return;
           settled = true;
-          clearTimeout(timer);
+          this.deadlines.delete(deadline);
           const us = Number(process.hrtime.bigint() - start) / 1000;
           stat.hist.record(us);
           for (const o of this.observers) o({ name, ctx, durationUs: us });
@@ -133,7 +131,7 @@ export class Dispatcher {
         (e: unknown) => {
           if (settled) return;
           settled = true;
-          clearTimeout(timer);
+          this.deadlines.delete(deadline);
           reject(this.failed(name, stat, start, ctx, e));
         },
       );
@@ -171,6 +169,58 @@ export class Dispatcher {
         missing,
       };
     });
+  }
+}
+
+interface PendingDeadline {
+  at: number;
+  expire: () => void;
+}
+
+/**
+ * The deadlines of the calls in flight behind one timer, armed for the earliest. A timer per call cost a
+ * Timeout, its async-hook init (AsyncLocalStorage is on while tracing) and two timer-list updates on every
+ * syscall; calls nearly always finish long before their deadline. When the timer fires it expires what is
+ * due and re-arms for the earliest deadline left. With no call in flight it is unref'd rather than cleared,
+ * so it neither keeps the process alive nor has to be re-made for the next call.
+ */
+class Deadlines {
+  private readonly pending = new Set<PendingDeadline>();
+  private timer: NodeJS.Timeout | undefined;
+  private armedFor = Number.POSITIVE_INFINITY;
+
+  add(at: number, expire: () => void): PendingDeadline {
+    const d = { at, expire };
+    if (this.pending.size === 0) this.timer?.ref();
+    this.pending.add(d);
+    if (at < this.armedFor) this.arm(at);
+    return d;
+  }
+
+  delete(d: PendingDeadline): void {
+    this.pending.delete(d);
+    if (this.pending.size === 0) this.timer?.unref();
+  }
+
+  private arm(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.armedFor = at;
+    this.timer = setTimeout(() => this.fire(), Math.max(0, at - Date.now()));
+    if (this.pending.size === 0) this.timer.unref();
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    this.armedFor = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const d of this.pending) {
+      if (d.at <= now) {
+        this.pending.delete(d);
+        d.expire();
+      } else if (d.at < next) next = d.at;
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.arm(next);
   }
 }
 
