@@ -50,6 +50,20 @@ describe('policy engine (OPA wasm ABI, @open-policy-agent/opa-wasm)', () => {
     expect(e.authorize('development', 'unrestricted', 'evil"x', 'tasks', 'Arbitrate').allow).toBe(false);
   });
 
+  it('keeps each (mode, role, caller, group, syscall) apart in its cache, and empties it at its capacity', async () => {
+    const e = await PolicyEngine.open({ cacheSize: 3 });
+    const ask = (caller: string, syscall = 'Arbitrate', role = 'unrestricted') =>
+      e.authorize('development', role, caller, 'tasks', syscall);
+    ask('a');
+    ask('a', 'TaskCreate');
+    ask('a', 'Arbitrate', 'agent');
+    ask('a');
+    expect([e.cacheMisses, e.cacheHits]).toEqual([3, 1]);
+    ask('b'); // the fourth entry: the cache is emptied first
+    ask('a');
+    expect([e.cacheMisses, e.cacheHits]).toEqual([5, 1]);
+  });
+
   it('caches authz decisions per version; an update is a new version and clears the cache', async () => {
     const e = await PolicyEngine.open();
     e.authorize('development', 'unrestricted', 'agent-b', 'tasks', 'Arbitrate');

@@ -255,7 +255,7 @@ export interface PolicyEngineOptions {
 export class PolicyEngine {
   private readonly versions = new Map<string, Loaded[]>();
   private readonly active = new Map<string, Loaded>();
-  private cache = new Map<string, PolicyDecision>();
+  private cache: DecisionCache;
   private authz!: Loaded;
   private readonly cacheSize: number;
   private readonly now: () => number;
@@ -267,6 +267,7 @@ export class PolicyEngine {
 
   private constructor(opts: PolicyEngineOptions) {
     this.cacheSize = opts.cacheSize ?? 10_000;
+    this.cache = new DecisionCache(this.cacheSize);
     this.now = opts.now ?? Date.now;
     this.dir = opts.dir;
   }
@@ -345,7 +346,7 @@ export class PolicyEngine {
     this.active.set(id, loaded);
     if (id === AUTHZ_POLICY) {
       this.authz = loaded;
-      this.cache = new Map();
+      this.cache.clear();
     }
     return loaded;
   }
@@ -476,8 +477,7 @@ export class PolicyEngine {
    * group, syscall) on the same policy version is a Map lookup.
    */
   authorize(mode: string, role: string, caller: string, group: string, syscall: string): PolicyDecision {
-    const key = `${mode}\u0000${role}\u0000${caller}\u0000${group}\u0000${syscall}`;
-    const hit = this.cache.get(key);
+    const hit = this.cache.get(mode, role, caller, group, syscall);
     if (hit !== undefined) {
       this.cacheHits++;
       return hit;
@@ -492,13 +492,57 @@ export class PolicyEngine {
           version: this.authz.info.version,
         }
       : this.run(this.authz, { mode, role, caller, group, syscall });
-    if (this.cache.size >= this.cacheSize) this.cache.clear();
-    this.cache.set(key, d);
+    this.cache.set(mode, role, caller, group, syscall, d);
     return d;
   }
 
   /** Drop cached decisions (benchmarks measure the cold path with it). */
   clearCache(): void {
-    this.cache = new Map();
+    this.cache.clear();
   }
+}
+
+type Level<T> = Map<string, T>;
+
+/**
+ * Authorization decisions by (mode, role, caller, group, syscall), as nested maps: a lookup on every syscall
+ * builds no key string (joining the five parts cost a string per call). Emptied whole when it reaches its
+ * capacity or the policy changes.
+ */
+class DecisionCache {
+  private root: Level<Level<Level<Level<Level<PolicyDecision>>>>> = new Map();
+  private size = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  get(
+    mode: string,
+    role: string,
+    caller: string,
+    group: string,
+    syscall: string,
+  ): PolicyDecision | undefined {
+    return this.root.get(mode)?.get(role)?.get(caller)?.get(group)?.get(syscall);
+  }
+
+  set(mode: string, role: string, caller: string, group: string, syscall: string, d: PolicyDecision): void {
+    if (this.size >= this.capacity) this.clear();
+    const leaf = below(below(below(below(this.root, mode), role), caller), group);
+    if (!leaf.has(syscall)) this.size++;
+    leaf.set(syscall, d);
+  }
+
+  clear(): void {
+    this.root = new Map();
+    this.size = 0;
+  }
+}
+
+function below<T>(m: Level<Level<T>>, key: string): Level<T> {
+  let next = m.get(key);
+  if (!next) {
+    next = new Map();
+    m.set(key, next);
+  }
+  return next;
 }
