@@ -8,6 +8,9 @@ import { KernelError } from '../errors.js';
 import { checkKey, checkNamespace, Fields, mapToObject, msToWireSeconds, type StringMap } from './codec.js';
 import { requireNamespace, type SyscallEnv } from './env.js';
 
+/** Reads only: the kernel may answer from the component's query replica. */
+const QUERY = { query: true } as const;
+
 /** WIT limit on context data. */
 export const MAX_CONTEXT_DATA = 4 * 1024 * 1024;
 
@@ -46,23 +49,26 @@ export function contextSyscalls(env: SyscallEnv): SyscallDef<never, unknown>[] {
         version: f.int('version', 0, Number.MAX_SAFE_INTEGER),
       };
     },
-    async handle(r, ctx) {
+    // Not async: the hottest syscall makes one promise of its own (a refusal throws, which the dispatcher
+    // turns into the call's error like a rejection).
+    handle(r, ctx) {
       requireNamespace(env, ctx, 'ContextRead', r.ns);
-      const e = (await memory.call(
-        'read',
-        [r.ns, r.key, r.version === 0 ? undefined : BigInt(r.version)],
-        ctx,
-        { query: true },
-      )) as ContextEntry;
-      return {
-        data: Buffer.from(e.data),
-        version: Number(e.version),
-        hash: e.hash,
-        timestamp: msToWireSeconds(e.timestampMs),
-        metadata: mapToObject(e.metadata),
-        // No TPM proof until the security syscalls are wired (the WIT's `none when no TPM`).
-        integrity_proof: null,
-      };
+      return memory
+        .call('read', [r.ns, r.key, r.version === 0 ? undefined : BigInt(r.version)], ctx, QUERY)
+        .then((v) => {
+          const e = v as ContextEntry;
+          return {
+            // The entry's bytes are the component's fresh copy (lifted by the bindings or cloned from the
+            // worker): wrapped, not copied again.
+            data: Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength),
+            version: Number(e.version),
+            hash: e.hash,
+            timestamp: msToWireSeconds(e.timestampMs),
+            metadata: mapToObject(e.metadata),
+            // No TPM proof until the security syscalls are wired (the WIT's `none when no TPM`).
+            integrity_proof: null,
+          };
+        });
     },
   };
 
