@@ -86,22 +86,24 @@ export class Gateway {
     return this.authenticator.authenticate(t, action);
   }
 
-  /** Run one syscall for an authenticated principal. */
-  async invoke(
-    p: Principal,
-    name: string,
-    request: unknown,
-    peer: string,
-    deadlineAt: number,
-  ): Promise<unknown> {
-    const requested = (request as { caller_id?: unknown } | null)?.caller_id;
-    const caller = this.authenticator.authorize(
-      p,
-      typeof requested === 'string' ? requested : '',
-      name,
-      peer,
-    );
-    const ctx: CallContext = { callerId: caller.callerId, scopes: caller.scopes, deadlineAt, peer };
+  /**
+   * Run one syscall for an authenticated principal. Never throws: a refusal is a rejected promise. (Not
+   * `async`, which made one more promise per call; the dispatcher's own promise is returned as it is.)
+   */
+  invoke(p: Principal, name: string, request: unknown, peer: string, deadlineAt: number): Promise<unknown> {
+    let ctx: CallContext;
+    try {
+      const requested = (request as { caller_id?: unknown } | null)?.caller_id;
+      const caller = this.authenticator.authorize(
+        p,
+        typeof requested === 'string' ? requested : '',
+        name,
+        peer,
+      );
+      ctx = { callerId: caller.callerId, scopes: caller.scopes, deadlineAt, peer };
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.ctx.dispatcher.dispatch(name, request, ctx);
   }
 }
