@@ -117,6 +117,12 @@ describe('jco binding patches', () => {
       throw new Error('host add failed');
     });
     expect(() => failing.addVia!(1, 2)).toThrow(/host add failed/);
+    // A sync import must not answer a promise: the call traps instead of lowering a promise object.
+    const asyncHost = await instance((() => Promise.resolve(3)) as unknown as (
+      a: number,
+      b: number,
+    ) => number);
+    expect(() => asyncHost.addVia!(1, 2)).toThrow(/a sync host function answered a promise/);
   });
 
   it('sync-host-import: leaves trampolines that handle resources to the full machinery', () => {
@@ -134,6 +140,11 @@ describe('jco binding patches', () => {
         '      createTask();',
         '    }',
         `    ${extra}`,
+        '    const hostRet0 = _withGlobalCurrentTaskMeta({',
+        '      componentIdx: task.componentIdx(),',
+        '      taskID: task.id(),',
+        '      fn: () => _trackHostOperation(() => f(arg0)),',
+        '    })',
         '  }',
         `  ${name}.fnName = 'x:y/z#f';`,
       ].join('\n');
@@ -154,6 +165,10 @@ describe('jco binding patches', () => {
     expect(src).not.toContain('_trampoline1.camSyncHost');
     expect(src).toContain('class CamHostTask');
     expect(src).toMatch(/_checkMayLeave\(componentIdx\);\n {4}if \(importFn\.camSyncHost\) \{/);
+    // The marked trampoline calls its host function straight; the other keeps jco's wrapper and its task.
+    expect(src).toContain('const hostRet0 = camSyncResult(f(arg0))');
+    expect(src.split('_trackHostOperation(() => f(arg0))')).toHaveLength(2);
+    expect(src.split('const createTask')).toHaveLength(2);
   });
 
   it('lazy-task-promises: a task settles without promises and hands out settled ones when asked', async () => {

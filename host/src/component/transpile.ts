@@ -28,7 +28,7 @@ const JCO_TRANSPILE_VERSION: string = JSON.parse(
   ),
 ).version;
 /** Bump when a patch below changes, so cached output from older patches is not reused. */
-const PATCH_LEVEL = 5;
+const PATCH_LEVEL = 6;
 
 export interface TranspiledComponent {
   /** `sha256:<hex>` of the component bytes. */
@@ -161,6 +161,11 @@ const TRAMPOLINE =
 /** A trampoline's `taskCreation: { ... }` block, one level in from the trampoline itself. */
 const taskCreation = (indent: string) =>
   new RegExp(`\\n${indent} {2}taskCreation: \\{\\n[\\s\\S]*?\\n${indent} {2}\\}\\n`);
+/** How a trampoline runs its host function (one line per call): under the task bookkeeping jco adds. */
+const HOST_CALL_WRAPPER =
+  /_withGlobalCurrentTaskMeta\(\{\n\s*componentIdx: task\.componentIdx\(\),\n\s*taskID: task\.id\(\),\n\s*fn: \(\) => _trackHostOperation\(\(\) => ([^\n]*)\),\n\s*\}\)/g;
+/** A trampoline's `createTask` closure. */
+const CREATE_TASK = /\n( +)const createTask = \(\) => \{\n[\s\S]*?\n\1\};\n/;
 const CAM_HOST_TASK = `
   /** cam-os binding patch 'sync-host-import': the task of a sync host call, which nothing waits on. */
   class CamHostTask {
@@ -177,6 +182,14 @@ const CAM_HOST_TASK = `
     resolve() {}
     reject() {}
     exit() {}
+  }
+
+  /** cam-os binding patch 'sync-host-import': a sync host function's result; a promise is refused. */
+  function camSyncResult(v) {
+    if (v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function') {
+      throw new Error("cam-os binding patch 'sync-host-import': a sync host function answered a promise");
+    }
+    return v;
   }
 `;
 
@@ -200,7 +213,16 @@ function patchSyncHostImports(src: string): string {
       return whole;
     marked++;
     const created = `\n${indent}  task = new CamHostTask(${componentIdx});\n`;
-    return `${whole.replace(block, created)}\n${indent}${name}.camSyncHost = true;`;
+    // The host function is called straight: no current-task bookkeeping for a task nothing can observe,
+    // no pending-operation tracking for a result that must not be a promise (camSyncResult refuses one),
+    // and no `createTask` closure, which only the replaced task-creation block called.
+    let out = whole.replace(block, created);
+    const calls = out.match(HOST_CALL_WRAPPER);
+    const maker = CREATE_TASK.exec(out);
+    if (calls?.length !== 1 || !maker) fail('sync-host-import');
+    out = out.replace(HOST_CALL_WRAPPER, 'camSyncResult($1)').replace(maker[0], '\n');
+    if (out.includes('createTask')) fail('sync-host-import');
+    return `${out}\n${indent}${name}.camSyncHost = true;`;
   });
   if (marked === 0) return src;
   // The fast path goes right after the may-leave check that follows the argument destructuring.
