@@ -71,4 +71,14 @@ describe('Dispatcher deadlines', () => {
       code: 'KERNEL_ERR_CALL_DEADLINE',
     });
   });
+
+  it('expire a call whose deadline is not a finite number at once', async () => {
+    const { d, release } = dispatcher();
+    for (const deadlineAt of [Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(await outcome(d.dispatch('Wait', { ms: 0 }, { callerId: 'c', deadlineAt }))).toMatchObject({
+        code: 'KERNEL_ERR_CALL_DEADLINE',
+      });
+    }
+    release('too late');
+  });
 });

@@ -189,7 +189,9 @@ class Deadlines {
   private timer: NodeJS.Timeout | undefined;
   private armedFor = Number.POSITIVE_INFINITY;
 
-  add(at: number, expire: () => void): PendingDeadline {
+  add(deadlineAt: number, expire: () => void): PendingDeadline {
+    // A deadline that is not a number expires at once, as a timer given one did (Node fires it after 1 ms).
+    const at = Number.isFinite(deadlineAt) ? deadlineAt : Date.now();
     const d = { at, expire };
     if (this.pending.size === 0) this.timer?.ref();
     this.pending.add(d);
