@@ -216,13 +216,13 @@ function patchSyncHostImports(src: string): string {
     // The host function is called straight: no current-task bookkeeping for a task nothing can observe,
     // no pending-operation tracking for a result that must not be a promise (camSyncResult refuses one),
     // and no `createTask` closure, which only the replaced task-creation block called.
-    let out = whole.replace(block, created);
-    const calls = out.match(HOST_CALL_WRAPPER);
-    const maker = CREATE_TASK.exec(out);
+    const withHostTask = whole.replace(block, created);
+    const calls = withHostTask.match(HOST_CALL_WRAPPER);
+    const maker = CREATE_TASK.exec(withHostTask);
     if (calls?.length !== 1 || !maker) fail('sync-host-import');
-    out = out.replace(HOST_CALL_WRAPPER, 'camSyncResult($1)').replace(maker[0], '\n');
-    if (out.includes('createTask')) fail('sync-host-import');
-    return `${out}\n${indent}${name}.camSyncHost = true;`;
+    const patched = withHostTask.replace(HOST_CALL_WRAPPER, 'camSyncResult($1)').replace(maker[0], '\n');
+    if (patched.includes('createTask')) fail('sync-host-import');
+    return `${patched}\n${indent}${name}.camSyncHost = true;`;
   });
   if (marked === 0) return src;
   // The fast path goes right after the may-leave check that follows the argument destructuring.

@@ -110,28 +110,22 @@ export class Dispatcher {
     } catch (e) {
       return Promise.reject(this.failed(name, stat, start, ctx, e));
     }
+    // Whichever comes first settles the call: the handler (its deadline still pending) or the deadline.
     return new Promise((resolve, reject) => {
-      let settled = false;
       const deadline = this.deadlines.add(ctx.deadlineAt, () => {
-        if (settled) return;
-        settled = true;
         const e = new KernelError('KERNEL_ERR_CALL_DEADLINE', `${name} did not finish before its deadline`);
         reject(this.failed(name, stat, start, ctx, e));
       });
       running.then(
         (v) => {
-          if (settled) return;
-          settled = true;
-          this.deadlines.delete(deadline);
+          if (!this.deadlines.delete(deadline)) return;
           const us = Number(process.hrtime.bigint() - start) / 1000;
           stat.hist.record(us);
           for (const o of this.observers) o({ name, ctx, durationUs: us });
           resolve(v);
         },
         (e: unknown) => {
-          if (settled) return;
-          settled = true;
-          this.deadlines.delete(deadline);
+          if (!this.deadlines.delete(deadline)) return;
           reject(this.failed(name, stat, start, ctx, e));
         },
       );
@@ -199,9 +193,11 @@ class Deadlines {
     return d;
   }
 
-  delete(d: PendingDeadline): void {
-    this.pending.delete(d);
+  /** Take `d` off (its call finished); false if it had already expired. */
+  delete(d: PendingDeadline): boolean {
+    if (!this.pending.delete(d)) return false;
     if (this.pending.size === 0) this.timer?.unref();
+    return true;
   }
 
   private arm(at: number): void {

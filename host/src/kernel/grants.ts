@@ -4,6 +4,7 @@
  * version, `cam:kernel/kv` any version. A refusal names the import and what was granted.
  */
 import { KernelError } from '../errors.js';
+import { memoized } from '../maps.js';
 
 export interface ImportRef {
   /** jco's key: `pkg:ns/iface` (no version). */
@@ -43,18 +44,11 @@ export function checkGrants(
   }
 }
 
-const jsNames = new Map<string, string>();
-
 /**
  * kebab-case WIT function name -> the lowerCamelCase name jco gives it in JS. Memoised (a regex replace with a
- * callback on every component call was ~2 us of a ContextRead); the names are the few functions of the
- * loaded components' interfaces, capped in case a caller passes arbitrary names.
+ * callback on every component call was ~2 us of a ContextRead).
  */
-export function jsName(witName: string): string {
-  let n = jsNames.get(witName);
-  if (n === undefined) {
-    n = witName.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
-    if (jsNames.size < 4096) jsNames.set(witName, n);
-  }
-  return n;
-}
+export const jsName = memoized(
+  (witName) => witName.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase()),
+  4096,
+);

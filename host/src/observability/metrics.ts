@@ -12,6 +12,7 @@
 import client from 'prom-client';
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { Kernel } from '../kernel/kernel.js';
+import { innerMap } from '../maps.js';
 import type { TelemetryStore } from '../syscalls/telemetry.js';
 
 /** Seconds; from 10 us (an in-kernel syscall) to 10 s (the default deadline). */
@@ -65,11 +66,7 @@ export class SyscallDurations {
   private readonly series = new Map<string, Map<string, DurationSeries>>();
 
   observe(syscall: string, outcome: string, seconds: number): void {
-    let byOutcome = this.series.get(syscall);
-    if (!byOutcome) {
-      byOutcome = new Map();
-      this.series.set(syscall, byOutcome);
-    }
+    const byOutcome = innerMap(this.series, syscall);
     let s = byOutcome.get(outcome);
     if (!s) {
       s = {

@@ -33,6 +33,7 @@ import {
 import { parseTraceParent } from '@opentelemetry/core';
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { Kernel } from '../kernel/kernel.js';
+import { innerMap, memoized } from '../maps.js';
 import type { Span as AgentSpan } from '../syscalls/telemetry.js';
 
 export interface SpanRecord {
@@ -78,7 +79,7 @@ export class SpanRing {
   private readonly times: Float64Array;
   /** Attributes given at start (kept by reference: the kernel's are shared constants). */
   private readonly bases: Array<Attributes | undefined> = [];
-  /** The syscall and caller a server span was claimed for (see KernelSpan.claimSyscall). */
+  /** The syscall and caller a span stands for (see KernelSpan.forSyscall). */
   private readonly syscalls: Array<string | undefined> = [];
   private readonly callers: Array<string | undefined> = [];
   /** What few spans have: attributes set later, events, links, an error message. */
@@ -96,9 +97,9 @@ export class SpanRing {
     this.times = new Float64Array(capacity * 2);
   }
 
-  push(r: SpanRecord | KernelSpan): void {
-    if (r instanceof KernelSpan) r.storeIn(this);
-    else this.agents[this.slot()] = r;
+  /** An EmitTrace span, kept as reported. (A kernel span stores itself when it ends: KernelSpan.end.) */
+  push(r: SpanRecord): void {
+    this.agents[this.slot()] = r;
   }
 
   /** A kernel span's fields into the next slot (KernelSpan.end). */
@@ -327,11 +328,24 @@ export class KernelSpan implements Span {
     return this;
   }
 
-  /** Ends the span (once) and stores it in the ring. */
+  /** Ends the span (once) and stores its fields in the ring. */
   end(endTime?: TimeInput): void {
     if (this.durationMs >= 0) return;
     this.durationMs = Math.max(0, timeMs(endTime) - this.startMs);
-    this.ring.push(this);
+    this.ring.store(
+      this.sc.traceId,
+      this.sc.spanId,
+      this.parent?.spanId,
+      this.name,
+      this.kind,
+      this.statusCode,
+      this.startMs,
+      this.durationMs,
+      this.attributes,
+      this.syscall,
+      this.caller,
+      this.statusMessage ? { ...this.extras, error: this.statusMessage } : this.extras,
+    );
   }
 
   isRecording(): boolean {
@@ -366,26 +380,6 @@ export class KernelSpan implements Span {
         ...(e.message ? { 'exception.message': e.message } : {}),
       },
       time,
-    );
-  }
-
-  /** Its fields into the ring's next slot (SpanRing.push). */
-  storeIn(ring: SpanRing): void {
-    let x = this.extras;
-    if (this.statusMessage) x = { ...x, error: this.statusMessage };
-    ring.store(
-      this.sc.traceId,
-      this.sc.spanId,
-      this.parent?.spanId,
-      this.name,
-      this.kind,
-      this.statusCode,
-      this.startMs,
-      this.durationMs,
-      this.attributes,
-      this.syscall,
-      this.caller,
-      x,
     );
   }
 
@@ -635,16 +629,7 @@ export class Tracing {
     // One name and one attribute object per (component, interface, function), shared by all its spans.
     const shapes = new Map<string, Map<string, Map<string, { name: string; attributes: Attributes }>>>();
     const shape = (component: string, iface: string, fn: string) => {
-      let byIface = shapes.get(component);
-      if (!byIface) {
-        byIface = new Map();
-        shapes.set(component, byIface);
-      }
-      let byFn = byIface.get(iface);
-      if (!byFn) {
-        byFn = new Map();
-        byIface.set(iface, byFn);
-      }
+      const byFn = innerMap(innerMap(shapes, component), iface);
       let s = byFn.get(fn);
       if (!s) {
         s = {
@@ -746,15 +731,7 @@ export class Tracing {
   }
 }
 
-const dispatchNames = new Map<string, string>();
-function dispatchSpanName(syscall: string): string {
-  const known = dispatchNames.get(syscall);
-  if (known !== undefined) return known;
-  const n = `dispatch ${syscall}`;
-  // Syscall names are a fixed table; the bound only guards against a caller dispatching arbitrary names.
-  if (dispatchNames.size < 256) dispatchNames.set(syscall, n);
-  return n;
-}
+const dispatchSpanName = memoized((syscall) => `dispatch ${syscall}`, 256);
 
 function isValid(sc: SpanContext): boolean {
   return sc.traceId !== INVALID_SPAN_CONTEXT.traceId && sc.spanId !== INVALID_SPAN_CONTEXT.spanId;

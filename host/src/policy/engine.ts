@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseWat } from '@bytecodealliance/jco-transpile/wasm-tools';
 import * as opaModule from '@open-policy-agent/opa-wasm';
+import { innerMap } from '../maps.js';
 import { decodePolicyData, PolicyBundleError } from './bundle.js';
 
 export const AUTHZ_POLICY = 'authz';
@@ -257,7 +258,6 @@ export class PolicyEngine {
   private readonly active = new Map<string, Loaded>();
   private cache: DecisionCache;
   private authz!: Loaded;
-  private readonly cacheSize: number;
   private readonly now: () => number;
   private builtin!: Uint8Array;
   cacheHits = 0;
@@ -266,8 +266,7 @@ export class PolicyEngine {
   private readonly dir: string | undefined;
 
   private constructor(opts: PolicyEngineOptions) {
-    this.cacheSize = opts.cacheSize ?? 10_000;
-    this.cache = new DecisionCache(this.cacheSize);
+    this.cache = new DecisionCache(opts.cacheSize ?? 10_000);
     this.now = opts.now ?? Date.now;
     this.dir = opts.dir;
   }
@@ -527,7 +526,7 @@ class DecisionCache {
 
   set(mode: string, role: string, caller: string, group: string, syscall: string, d: PolicyDecision): void {
     if (this.size >= this.capacity) this.clear();
-    const leaf = below(below(below(below(this.root, mode), role), caller), group);
+    const leaf = innerMap(innerMap(innerMap(innerMap(this.root, mode), role), caller), group);
     if (!leaf.has(syscall)) this.size++;
     leaf.set(syscall, d);
   }
@@ -536,13 +535,4 @@ class DecisionCache {
     this.root = new Map();
     this.size = 0;
   }
-}
-
-function below<T>(m: Level<Level<T>>, key: string): Level<T> {
-  let next = m.get(key);
-  if (!next) {
-    next = new Map();
-    m.set(key, next);
-  }
-  return next;
 }
