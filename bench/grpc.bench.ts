@@ -9,7 +9,9 @@
  * Unary ContextRead / ContextWrite at concurrency 1 / 16 / 64 (p50, p99, throughput), Arbitrate, and the
  * streaming session, each reported with the echo figure at the same concurrency as its baseline. ContextRead
  * is answered by the memory component's query replica (host/src/runtime/replica.ts); the same reads on a
- * second kernel with replicas off (through the component's worker) are reported against it.
+ * second kernel with replicas off (through the component's worker) are reported against it, and so are the
+ * reads on a kernel that starts every unary call at once instead of a few per event-loop turn
+ * (host/src/grpc/turn-gate.ts).
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
+import { UNARY_CALLS_PER_TURN } from '../host/src/grpc/turn-gate.js';
 import { PROTO_ROOT } from '../host/src/server/server.js';
 import { bootSystemKernel, systemMissing } from '../test/system/system-kernel.js';
 import { type BenchResult, round } from './types.js';
@@ -289,6 +292,46 @@ export async function run(): Promise<BenchResult[]> {
           }
         } finally {
           await off.stop();
+        }
+      }
+      // The same reads on a kernel that starts every unary call at once (config.json `unaryCallsPerTurn: 0`,
+      // host/src/grpc/turn-gate.ts), in interleaved (paced, unpaced) rounds: what the pacing is worth here.
+      {
+        const unpaced = await bootSystemKernel({ config: { unaryCallsPerTurn: 0 } });
+        try {
+          await unpaced.booted.dispatcher.dispatch(
+            'ContextWrite',
+            { namespace: 'bench', key: 'read-me', data },
+            { callerId: 'bench', deadlineAt: Date.now() + 60_000 },
+          );
+          const job = (address: string, c: number) => ({
+            mode: 'unary',
+            address,
+            path: '/cam.syscall.SyscallService/ContextRead',
+            payloadB64: read(),
+            concurrency: c,
+            calls: CALLS[c],
+          });
+          await runClient({ ...job(unpaced.booted.address, 16), calls: 2000 });
+          for (const c of [16, 64]) {
+            const pairs: Array<{ paced: ClientResult; unpaced: ClientResult }> = [];
+            for (let i = 0; i < ROUNDS; i++) {
+              pairs.push({
+                paced: await runClient(job(k.address, c)),
+                unpaced: await runClient(job(unpaced.booted.address, c)),
+              });
+            }
+            const ratio = (p: (typeof pairs)[number]) => p.unpaced.throughput / p.paced.throughput;
+            const mid = [...pairs].sort((a, b) => ratio(a) - ratio(b))[Math.floor(pairs.length / 2)]!;
+            const row = throughput(`ContextRead, unary pacing off c=${c} throughput`, mid.unpaced, {
+              name: `ContextRead c=${c} throughput, paced (${UNARY_CALLS_PER_TURN} calls per turn)`,
+              median: round(mid.paced.throughput, 0),
+            });
+            row.notes = `round with the median ratio of ${ROUNDS} interleaved (paced, unpaced) rounds (unpaced/paced ${pairs.map((p) => round(ratio(p), 2)).join(', ')}); ${callNotes(mid.unpaced)}`;
+            out.push(row);
+          }
+        } finally {
+          await unpaced.stop();
         }
       }
       const replica = k.running.kernel.info('memory').status.replica;

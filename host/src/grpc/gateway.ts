@@ -21,6 +21,7 @@ import type { KernelContext } from '../server/server.js';
 import { type InstallOptions, installSyscalls, type SyscallEnv } from '../syscalls/index.js';
 import type { TelemetryStore } from '../syscalls/telemetry.js';
 import { KERNEL_VERSION } from '../version.js';
+import { TurnGate, UNARY_CALLS_PER_TURN } from './turn-gate.js';
 
 export interface GatewayOptions {
   /** Defaults to authConfigFrom(config.dataDir). */
@@ -37,6 +38,8 @@ export class Gateway {
   readonly authenticator: Authenticator;
   readonly decisions = new DecisionLog();
   readonly env: SyscallEnv;
+  /** Paces the start of unary calls so answers leave while later calls run (turn-gate.ts). */
+  readonly turns: TurnGate;
 
   /** The gateway of this kernel, created (and the syscall table installed) on first use. */
   static for(ctx: KernelContext, opts: GatewayOptions = {}): Gateway {
@@ -53,6 +56,7 @@ export class Gateway {
     opts: GatewayOptions,
   ) {
     this.auth = opts.auth ?? authConfigFrom(ctx.config.dataDir);
+    this.turns = new TurnGate(ctx.config.unaryCallsPerTurn ?? UNARY_CALLS_PER_TURN);
     // Status and HealthCheck report the mode the gateway actually enforces.
     ctx.authMode = this.auth.mode;
     // Access-control decisions (throttling, auth refusals) go to the kernel's audit log.

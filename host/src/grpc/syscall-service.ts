@@ -34,26 +34,28 @@ export function syscallService(opts: GatewayOptions = {}): ServiceRegistration {
       const impl: grpc.UntypedServiceImplementation = {};
       for (const name of SYSCALL_NAMES) {
         impl[name] = (call: UnaryCall, callback: grpc.sendUnaryData<unknown>) => {
-          const deadlineAt = deadlineOf(call);
           if (call.request instanceof MalformedRequest) {
             callback(toServiceError(call.request.toError()));
             return;
           }
-          const fail = (e: unknown) => callback(toServiceError(e));
-          const run = (principal: Principal) =>
-            gw
-              .invoke(principal, name, call.request, call.getPeer(), deadlineAt)
-              .then((res) => callback(null, res), fail);
-          // Authentication is synchronous unless a bearer token has to be verified: no promise hop for it.
-          let principal: Principal | Promise<Principal>;
-          try {
-            principal = gw.authenticate(call, name);
-          } catch (e) {
-            fail(e);
-            return;
-          }
-          if (principal instanceof Promise) principal.then(run, fail);
-          else run(principal);
+          const deadlineAt = deadlineOf(call);
+          gw.turns.run(() => {
+            const fail = (e: unknown) => callback(toServiceError(e));
+            const run = (principal: Principal) =>
+              gw
+                .invoke(principal, name, call.request, call.getPeer(), deadlineAt)
+                .then((res) => callback(null, res), fail);
+            // Authentication is synchronous unless a bearer token has to be verified: no promise hop for it.
+            let principal: Principal | Promise<Principal>;
+            try {
+              principal = gw.authenticate(call, name);
+            } catch (e) {
+              fail(e);
+              return;
+            }
+            if (principal instanceof Promise) principal.then(run, fail);
+            else run(principal);
+          });
         };
       }
       server.addService(syscallServiceDefinition(), impl);

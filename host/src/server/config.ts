@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { KernelError } from '../errors.js';
 import { type FederationConfig, parseFederationConfig } from '../federation/config.js';
+import { UNARY_CALLS_PER_TURN } from '../grpc/turn-gate.js';
 
 export interface KernelConfig {
   dataDir: string;
@@ -41,6 +42,11 @@ export interface KernelConfig {
    * (host/src/runtime/replica.ts). Default true; false sends every call to the component's worker.
    */
   queryReplicas?: boolean;
+  /**
+   * Unary gRPC calls the kernel starts per event-loop turn before it lets their answers go out
+   * (host/src/grpc/turn-gate.ts). Default 4; 0 starts every call at once.
+   */
+  unaryCallsPerTurn?: number;
 }
 
 export const DEFAULT_ALLOWED_IMPORTS = [
@@ -81,6 +87,7 @@ const FILE_KEYS = [
   'federation',
   'traceSampleRatio',
   'queryReplicas',
+  'unaryCallsPerTurn',
 ];
 
 export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): KernelConfig {
@@ -134,6 +141,16 @@ export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): 
     fromFile.federation === undefined ? undefined : parseFederationConfig(fromFile.federation, file, dataDir);
   const queryReplicas = fromFile.queryReplicas ?? true;
   if (typeof queryReplicas !== 'boolean') throw configError(`${file}: queryReplicas must be true or false`);
+  const unaryCallsPerTurn = fromFile.unaryCallsPerTurn ?? UNARY_CALLS_PER_TURN;
+  if (
+    typeof unaryCallsPerTurn !== 'number' ||
+    !Number.isInteger(unaryCallsPerTurn) ||
+    unaryCallsPerTurn < 0
+  ) {
+    throw configError(
+      `${file}: unaryCallsPerTurn must be a whole number, 0 or more (0: no pacing), got ${JSON.stringify(unaryCallsPerTurn)}`,
+    );
+  }
   return {
     dataDir,
     listen,
@@ -145,6 +162,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): 
     traceSampleRatio,
     federation,
     queryReplicas,
+    unaryCallsPerTurn,
   };
 }
 
