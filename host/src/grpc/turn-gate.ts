@@ -12,6 +12,7 @@
  * A call still runs at once when fewer than N have started in this turn, so a lone call waits for
  * nothing. N is `unaryCallsPerTurn` in the kernel configuration; 0 turns the pacing off.
  */
+import { eventTurn } from '../event-turn.js';
 
 /**
  * The default N. Measured with 2, 4, 8 and 16 (16 = no pacing at 16 in flight), ContextRead at 16 and 64
@@ -21,14 +22,15 @@
 export const UNARY_CALLS_PER_TURN = 4;
 
 export class TurnGate {
-  /** Calls started in the current turn. */
+  /** The turn (event-turn.ts) `started` counts for. */
+  private turn = -1;
+  /** Calls started in that turn. */
   private started = 0;
-  /** Whether the end-of-turn callback is scheduled. */
+  /** Whether a turn of the gate's own is scheduled to start waiting calls. */
   private armed = false;
   /** Waiting calls, oldest first, from `head` on (compacted when drained). */
   private waiting: Array<() => void> = [];
   private head = 0;
-
   /** Calls started per turn; Infinity (from 0) starts every call at once. */
   readonly perTurn: number;
 
@@ -51,39 +53,46 @@ export class TurnGate {
       start();
       return;
     }
-    if (this.started < this.perTurn && this.head === this.waiting.length) {
-      this.started++;
-      this.arm();
+    if (this.pending === 0 && this.take()) {
       start();
       return;
     }
     this.waiting.push(start);
-    this.arm();
+    if (!this.armed) {
+      this.armed = true;
+      setImmediate(this.nextTurn);
+    }
   }
 
-  private arm(): void {
-    if (this.armed) return;
-    this.armed = true;
-    setImmediate(this.nextTurn);
+  /** Count one more start in the current turn, if its quota allows. */
+  private take(): boolean {
+    const t = eventTurn();
+    if (t !== this.turn) {
+      this.turn = t;
+      this.started = 0;
+    }
+    if (this.started >= this.perTurn) return false;
+    this.started++;
+    return true;
   }
 
   /**
-   * In the check phase, after Node has run its native immediates (HTTP/2 writes): a new quota, spent on the
-   * oldest waiting calls first.
+   * In the check phase, after Node has run its native immediates (HTTP/2 writes) and the turn has moved on:
+   * the oldest waiting calls, as many as the new turn's quota allows.
    */
   private readonly nextTurn = (): void => {
     this.armed = false;
-    this.started = 0;
-    while (this.started < this.perTurn && this.head < this.waiting.length) {
+    while (this.pending > 0 && this.take()) {
       const start = this.waiting[this.head]!;
       this.waiting[this.head++] = undefined as unknown as () => void;
-      this.started++;
       start();
     }
-    if (this.head === this.waiting.length) {
+    if (this.pending === 0) {
       this.waiting = [];
       this.head = 0;
+    } else {
+      this.armed = true;
+      setImmediate(this.nextTurn);
     }
-    if (this.started > 0) this.arm();
   };
 }

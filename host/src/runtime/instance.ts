@@ -8,6 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { fromGuestError, KernelError } from '../errors.js';
+import { eventTurn } from '../event-turn.js';
 import type { WasiContext } from '../sandbox/wasi.js';
 import {
   Channel,
@@ -481,14 +482,12 @@ export class Instance {
  * instance would hang). So after 32 such completions without a macrotask turn, the next one yields.
  */
 let syncStreak = 0;
-let streakReset = false;
+let streakTurn = -1;
 export function mustYield(): boolean {
-  if (!streakReset) {
-    streakReset = true;
-    setImmediate(() => {
-      syncStreak = 0;
-      streakReset = false;
-    });
+  const t = eventTurn();
+  if (t !== streakTurn) {
+    streakTurn = t;
+    syncStreak = 0;
   }
   return ++syncStreak > 32;
 }
