@@ -77,8 +77,9 @@ export class TurnGate {
   }
 
   /**
-   * In the check phase, after Node has run its native immediates (HTTP/2 writes) and the turn has moved on:
-   * the oldest waiting calls, as many as the new turn's quota allows.
+   * In the check phase, after Node has run its native immediates (HTTP/2 writes): the oldest waiting calls,
+   * as many as the new turn's quota allows. The turn has moved on by then: `take` read eventTurn() before
+   * this was scheduled, so the clock's own immediate was queued first and has run.
    */
   private readonly nextTurn = (): void => {
     this.armed = false;
