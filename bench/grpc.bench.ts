@@ -177,7 +177,7 @@ export async function run(): Promise<BenchResult[]> {
           // The round with the median throughput ratio; its own echo is the baseline for both targets.
           const ratio = (p: { echo: ClientResult; run: ClientResult }) =>
             p.run.throughput / p.echo.throughput;
-          const mid = [...pairs].sort((a, b) => ratio(a) - ratio(b))[Math.floor(pairs.length / 2)]!;
+          const mid = medianBy(pairs, ratio);
           r = mid.run;
           base = mid.echo;
           rounds = `round with the median ratio of ${ROUNDS} interleaved (echo, ${label}) rounds (throughput ratios ${pairs.map((p) => round(ratio(p), 2)).join(', ')}; p99 ratios ${pairs.map((p) => round(p.run.p99Us / p.echo.p99Us, 2)).join(', ')}); `;
@@ -324,7 +324,7 @@ export async function run(): Promise<BenchResult[]> {
               });
             }
             const ratio = (p: (typeof pairs)[number]) => p.unpaced.throughput / p.paced.throughput;
-            const mid = [...pairs].sort((a, b) => ratio(a) - ratio(b))[Math.floor(pairs.length / 2)]!;
+            const mid = medianBy(pairs, ratio);
             const row = throughput(`ContextRead, unary pacing off c=${c} throughput`, mid.unpaced, {
               name: `ContextRead c=${c} throughput, paced (${UNARY_CALLS_PER_TURN} calls per turn)`,
               median: round(mid.paced.throughput, 0),
@@ -414,6 +414,10 @@ export async function run(): Promise<BenchResult[]> {
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+
+/** The element of `xs` (not empty) whose `key` is the median one. */
+const medianBy = <T>(xs: T[], key: (x: T) => number): T =>
+  [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
 
 /** Run a client job and push this process's CPU time per call (us) onto `into`. */
 async function withServerCpu(run: () => Promise<ClientResult>, into: number[]): Promise<ClientResult> {
