@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// One command for every benchmark: `npm run bench` (or `node bench/run.mjs [suite...]`).
+// One command for every benchmark: `npm run bench` (or `node bench/run.mjs [suite...]`; `--render` only
+// rewrites bench/RESULTS.md from bench/results/*.json, after its notes were edited).
 // Each bench/<suite>.bench.ts exports `run(): Promise<BenchResult[]>`; this runner compiles them with
 // esbuild (imports of host/src and sdk/src are redirected to the compiled dist so workers resolve), runs
 // them one after another in this process, prints a table and rewrites bench/RESULTS.md, keeping the
@@ -16,13 +17,16 @@ const root = resolve(here, '..');
 const outDir = join(here, '.out');
 mkdirSync(outDir, { recursive: true });
 
+const renderOnly = process.argv[2] === '--render';
 const wanted = process.argv.slice(2);
-const suites = readdirSync(here)
-  .filter((f) => f.endsWith('.bench.ts'))
-  .map((f) => f.replace(/\.bench\.ts$/, ''))
-  .filter((s) => wanted.length === 0 || wanted.includes(s))
-  .sort();
-if (suites.length === 0) {
+const suites = renderOnly
+  ? []
+  : readdirSync(here)
+      .filter((f) => f.endsWith('.bench.ts'))
+      .map((f) => f.replace(/\.bench\.ts$/, ''))
+      .filter((s) => wanted.length === 0 || wanted.includes(s))
+      .sort();
+if (suites.length === 0 && !renderOnly) {
   console.error(`no benchmark suites match ${wanted.join(', ')}`);
   process.exit(2);
 }
@@ -41,6 +45,11 @@ const toDist = {
 function machine() {
   const cpus = os.cpus();
   return `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.version}`;
+}
+
+/** A result against its baseline; three decimals where a target is judged on it (0.7994 is not 0.80). */
+function ratio(r) {
+  return (r.median / r.baseline.median).toFixed(r.target ? 3 : 2);
 }
 
 const all = [];
@@ -65,7 +74,7 @@ for (const suite of suites) {
     for (const r of results) {
       all.push(r);
       const base = r.baseline
-        ? `  (baseline ${r.baseline.name}: ${r.baseline.median} ${r.unit}, ratio ${(r.median / r.baseline.median).toFixed(2)})`
+        ? `  (baseline ${r.baseline.name}: ${r.baseline.median} ${r.unit}, ratio ${ratio(r)})`
         : '';
       const target = r.target ? `  target ${r.target}: ${r.met ? 'met' : 'NOT met'}` : '';
       console.log(
@@ -120,7 +129,7 @@ const sections = readdirSync(resultsDir)
       '|---|---|---|---|---|---|---|---|',
       ...run.results.map(
         (r) =>
-          `| ${r.name} | ${fmt(r.median)} | ${fmt(r.p99)} | ${r.unit} | ${r.baseline ? `${r.baseline.name}: ${r.baseline.median}` : ''} | ${r.baseline ? (r.median / r.baseline.median).toFixed(2) : ''} | ${r.target ? `${r.target} — ${r.met ? 'met' : '**not met**'}` : ''} | ${r.notes ?? ''} |`,
+          `| ${r.name} | ${fmt(r.median)} | ${fmt(r.p99)} | ${r.unit} | ${r.baseline ? `${r.baseline.name}: ${r.baseline.median}` : ''} | ${r.baseline ? ratio(r) : ''} | ${r.target ? `${r.target} — ${r.met ? 'met' : '**not met**'}` : ''} | ${r.notes ?? ''} |`,
       ),
       '',
     ].join('\n'),
