@@ -62,6 +62,12 @@ export async function openTrustAnchors(config: KernelConfig, warnings: string[])
     warnings.push(
       `no-TPM mode: ${reason}. Components are not measured; TmpSign and attestation are unavailable.`,
     );
+  } else {
+    // The WIT promises a TPM signature over (namespace, key, version, hash) on every read and write when a
+    // TPM is configured; the kernel does not make them yet, so a TPM kernel says so rather than implying them.
+    warnings.push(
+      'context proofs: ContextRead and ContextWrite answer without a TPM proof (integrity_proof, write_proof are empty); signing context versions with the TPM is not implemented yet.',
+    );
   }
   if (config.devMode) {
     warnings.push(

@@ -65,7 +65,8 @@ export function contextSyscalls(env: SyscallEnv): SyscallDef<never, unknown>[] {
             hash: e.hash,
             timestamp: msToWireSeconds(e.timestampMs),
             metadata: mapToObject(e.metadata),
-            // No TPM proof until the security syscalls are wired (the WIT's `none when no TPM`).
+            // No TPM proof: the kernel does not sign context versions yet. Right without a TPM (the WIT's
+            // `none when no TPM`); with one, the kernel's status carries a warning that says so.
             integrity_proof: null,
           };
         });
@@ -92,6 +93,7 @@ export function contextSyscalls(env: SyscallEnv): SyscallDef<never, unknown>[] {
         version: bigint;
         hash: string;
       };
+      // No TPM proof yet, as for ContextRead.
       return { version: Number(receipt.version), hash: receipt.hash, write_proof: null };
     },
   };
