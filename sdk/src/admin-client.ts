@@ -56,6 +56,10 @@ export interface StatusMsg {
     missing: string;
   }>;
   warnings: string[];
+  /** Unary gRPC calls started per event-loop turn; 0 = no pacing. */
+  unary_calls_per_turn: number;
+  /** Share of new traces recorded, 0 to 1. */
+  trace_sample_ratio: number;
 }
 
 export interface SwapRecordMsg {

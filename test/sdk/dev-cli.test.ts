@@ -111,5 +111,11 @@ describe('cam-os driver dev', () => {
     expect(live).toMatchObject({ health: 'healthy' });
     // Still the version from the good save, not the broken one.
     expect(live!.digest).toBe(swapped.digest);
+    // The text form names the kernel's tuning (the defaults here).
+    const text = await cli(['status', '--address', address], { cwd: dir });
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(
+      /tuning: 4 unary calls started per event-loop turn {2}trace sample ratio 1\n/,
+    );
   });
 });

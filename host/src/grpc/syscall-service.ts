@@ -8,6 +8,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Principal } from '../auth/authenticator.js';
+import { KernelError } from '../errors.js';
 import { toServiceError } from '../server/grpc-errors.js';
 import { type KernelContext, loadProto, type ServiceRegistration } from '../server/server.js';
 import { SYSCALL_NAMES } from '../syscalls/index.js';
@@ -26,6 +27,14 @@ export function syscallServiceDefinition(): grpc.ServiceDefinition {
 
 type UnaryCall = grpc.ServerUnaryCall<unknown, unknown>;
 
+const CANCELLED_WHILE_WAITING = () =>
+  new KernelError(
+    'KERNEL_ERR_REQUEST_INVALID',
+    'the call was cancelled by the client before it started',
+    undefined,
+    'CANCELLED',
+  );
+
 export function syscallService(opts: GatewayOptions = {}): ServiceRegistration {
   return {
     name: SYSCALL_SERVICE,
@@ -41,6 +50,12 @@ export function syscallService(opts: GatewayOptions = {}): ServiceRegistration {
           const deadlineAt = deadlineOf(call);
           gw.turns.run(() => {
             const fail = (e: unknown) => callback(toServiceError(e));
+            // A call the client gave up on while it waited for its turn is not started (its answer could not
+            // be delivered); the status ends its span as cancelled.
+            if (call.cancelled) {
+              fail(CANCELLED_WHILE_WAITING());
+              return;
+            }
             const run = (principal: Principal) =>
               gw
                 .invoke(principal, name, call.request, call.getPeer(), deadlineAt)

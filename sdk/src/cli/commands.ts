@@ -88,6 +88,9 @@ function formatStatus(s: StatusMsg): string {
     `CAM-OS kernel ${s.version}  pid ${s.pid}  listening on ${s.listen}  (${s.auth_mode} mode)`,
     `up since ${new Date(s.started_at_ms).toISOString()}  rss ${(s.rss_bytes / 1048576).toFixed(1)} MiB  data ${s.data_dir}`,
   ];
+  lines.push(
+    `tuning: ${s.unary_calls_per_turn === 0 ? 'unary calls unpaced' : `${s.unary_calls_per_turn} unary calls started per event-loop turn`}  trace sample ratio ${s.trace_sample_ratio}`,
+  );
   for (const w of s.warnings) lines.push(`warning: ${w}`);
   lines.push('', s.components.length ? 'components:' : 'components: none loaded');
   for (const c of s.components) lines.push(formatComponent(c));
