@@ -342,43 +342,94 @@ export async function run(): Promise<BenchResult[]> {
       }
       // Sessions keep 64 calls in flight, compared with the best unary figure (c=64). One call per message,
       // then batched (CallBatch / ResultBatch, as the SDK's SessionClient sends calls made together).
-      for (const [label, field, request, calls] of [
-        ['ContextRead', 'context_read', { namespace: 'bench', key: 'read-me', caller_id: 'bench' }, 40_000],
-        [
-          'ContextWrite',
-          'context_write',
-          { namespace: 'bench', key: 'w-session', data, caller_id: 'bench' },
-          8_000,
-        ],
-      ] as const) {
-        for (const batch of [false, true]) {
-          const r = await runClient({
-            mode: 'session',
-            address: k.address,
-            protoRoot: PROTO_ROOT,
-            field,
-            request,
-            concurrency: 64,
-            calls,
-            batch,
-          });
-          const how = batch ? 'batched' : 'one call per message';
-          out.push(
-            latency(`session ${label}, ${how}, ${r.inFlight} in flight`, r, {
-              name: 'bare grpc-js echo c=64 p50',
-              median: round(echoAt[64]!.p50Us, 1),
-            }),
-          );
-          const tput = throughput(`session ${label}, ${how}, ${r.inFlight} in flight throughput`, r, {
-            name: `unary ${label} c=64 throughput`,
-            median: round((label === 'ContextRead' ? readAt[64]! : writeAt[64]!).throughput, 0),
-          });
-          if (label === 'ContextRead') {
-            tput.target = '>= 5x unary';
-            tput.met = r.errors === 0 && r.throughput >= 5 * readAt[64]!.throughput;
-          }
-          out.push(tput);
+      const sessionJob = (
+        field: string,
+        request: Record<string, unknown>,
+        calls: number,
+        batch: boolean,
+      ) => ({
+        mode: 'session',
+        address: k.address,
+        protoRoot: PROTO_ROOT,
+        field,
+        request,
+        concurrency: 64,
+        calls,
+        batch,
+      });
+      const report = (
+        label: string,
+        batch: boolean,
+        r: ClientResult,
+        unaryThroughput: number,
+        target?: { rounds: string },
+      ) => {
+        const how = batch ? 'batched' : 'one call per message';
+        out.push(
+          latency(`session ${label}, ${how}, ${r.inFlight} in flight`, r, {
+            name: 'bare grpc-js echo c=64 p50',
+            median: round(echoAt[64]!.p50Us, 1),
+          }),
+        );
+        const tput = throughput(`session ${label}, ${how}, ${r.inFlight} in flight throughput`, r, {
+          name: `unary ${label} c=64 throughput`,
+          median: round(unaryThroughput, 0),
+        });
+        if (target) {
+          tput.target = '>= 5x unary';
+          tput.met = r.errors === 0 && r.throughput >= 5 * unaryThroughput;
+          tput.notes = `${target.rounds}${tput.notes}`;
         }
+        out.push(tput);
+      };
+      // The #4 target (ContextRead): ROUNDS interleaved (unary c=64, session per message, session batched)
+      // rounds, each mode judged on the round with its median ratio against that round's unary run, as for
+      // the unary targets: a single session run against the unary figure moved with the machine's load
+      // (4.9x and 6.6x for the same code on the same day).
+      {
+        const readSession = (batch: boolean) =>
+          sessionJob(
+            'context_read',
+            { namespace: 'bench', key: 'read-me', caller_id: 'bench' },
+            40_000,
+            batch,
+          );
+        const unaryJob = {
+          mode: 'unary',
+          address: k.address,
+          path: '/cam.syscall.SyscallService/ContextRead',
+          payloadB64: read(),
+          concurrency: 64,
+          calls: CALLS[64],
+        };
+        await runClient({ ...readSession(true), calls: 5_000 });
+        const rounds: Array<{ unary: ClientResult; perMessage: ClientResult; batched: ClientResult }> = [];
+        for (let i = 0; i < ROUNDS; i++) {
+          rounds.push({
+            unary: await runClient(unaryJob),
+            perMessage: await runClient(readSession(false)),
+            batched: await runClient(readSession(true)),
+          });
+        }
+        for (const batch of [false, true]) {
+          const ratio = (x: (typeof rounds)[number]) =>
+            (batch ? x.batched : x.perMessage).throughput / x.unary.throughput;
+          const mid = medianBy(rounds, ratio);
+          report('ContextRead', batch, batch ? mid.batched : mid.perMessage, mid.unary.throughput, {
+            rounds: `round with the median ratio of ${ROUNDS} interleaved (unary c=64, session) rounds (ratios ${rounds.map((x) => round(ratio(x), 2)).join(', ')}); `,
+          });
+        }
+      }
+      for (const batch of [false, true]) {
+        const r = await runClient(
+          sessionJob(
+            'context_write',
+            { namespace: 'bench', key: 'w-session', data, caller_id: 'bench' },
+            8_000,
+            batch,
+          ),
+        );
+        report('ContextWrite', batch, r, writeAt[64]!.throughput);
       }
     } else {
       out.push(skipped('ContextRead/ContextWrite', 'memory is not loaded'));
