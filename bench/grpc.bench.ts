@@ -1,7 +1,8 @@
 /**
  * The kernel's gRPC API against the physical floor of this machine, measured in the same run:
  *
- * - baseline: a bare grpc-js echo server (64-byte payload, identity serializers) in this process;
+ * - baseline: a bare grpc-js echo server (64-byte payload, identity serializers) in a process of its own
+ *   (bench/grpc/echo.mjs), so each server's CPU use is measured on its own;
  * - the kernel as `cam-os up` runs it (boot(): gateway services, observability with its default trace sampling,
  *   the signed system components, embedded kv) in this process;
  * - the load generator in a SEPARATE process (bench/grpc/client.mjs), the same code for both servers.
@@ -13,7 +14,7 @@
  * reads on a kernel that starts every unary call at once instead of a few per event-loop turn
  * (host/src/grpc/turn-gate.ts).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { dirname, join } from 'node:path';
@@ -29,8 +30,10 @@ const SUITE = 'grpc';
 const PAYLOAD_BYTES = 64;
 const CONCURRENCY = [1, 16, 64] as const;
 const CALLS: Record<number, number> = { 1: 2000, 16: 8000, 64: 8000 };
-/** Interleaved (echo, ContextRead) pairs per concurrency for the #4 targets. */
+/** Paired (echo, ContextRead) runs per concurrency for the #4 targets. */
 const ROUNDS = 5;
+/** Calls per block of a paired run: each server's share of the machine's load alternates about 10x a second. */
+const BLOCK: Record<number, number> = { 1: 100, 16: 500, 64: 1000 };
 
 interface ClientResult {
   calls: number;
@@ -68,21 +71,55 @@ function runClient(job: Record<string, unknown>): Promise<ClientResult> {
   });
 }
 
-async function startEcho(): Promise<{ address: string; stop(): void }> {
-  const server = new grpc.Server();
-  server.register(
-    '/bench.Echo/Echo',
-    (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, call.request),
-    (b: Buffer) => b,
-    (b: Buffer) => b,
-    'unary',
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  return { address: `127.0.0.1:${port}`, stop: () => server.forceShutdown() };
+/** bench/grpc/echo.mjs in a process of its own, with what the bench asks of it. */
+interface EchoServer {
+  address: string;
+  /** User+system CPU time of the echo's process so far, us. */
+  cpuUs(): Promise<number>;
+  /** Bytes allocated in the echo's process per call while `run` runs (as allocatedPerCall below). */
+  allocatedPerCall(run: () => Promise<ClientResult>): Promise<number>;
+  stop(): void;
+}
+
+async function startEcho(): Promise<EchoServer> {
+  const child = spawn(process.execPath, [join(dirname(clientScript()), 'echo.mjs')], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const line = buf.split('\n')[0];
+      if (buf.includes('\n')) resolve((JSON.parse(line!) as { port: number }).port);
+    });
+    child.once('exit', (code) => reject(new Error(`the echo server exited (${code}) before listening`)));
+  });
+  const address = `127.0.0.1:${port}`;
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const ask = <T>(method: string): Promise<T> =>
+    new Promise((resolve, reject) =>
+      client.makeUnaryRequest(
+        `/bench.Echo/${method}`,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+        (e, res) => (e || !res ? reject(e) : resolve(JSON.parse(res.toString()) as T)),
+      ),
+    );
+  return {
+    address,
+    cpuUs: async () => (await ask<{ us: number }>('Cpu')).us,
+    async allocatedPerCall(run) {
+      await ask('HeapStart');
+      const r = await run();
+      const { bytes } = await ask<{ bytes: number }>('HeapStop');
+      return bytes / Math.max(1, r.calls);
+    },
+    stop: () => {
+      client.close();
+      child.kill();
+    },
+  };
 }
 
 export async function run(): Promise<BenchResult[]> {
@@ -144,11 +181,12 @@ export async function run(): Promise<BenchResult[]> {
         concurrency: c,
         calls: CALLS[c],
       });
-      // The targeted comparison is made on ROUNDS interleaved (echo, syscall) rounds after an unreported
-      // warm-up at the same concurrency, and judged on the round with the median throughput ratio (throughput
-      // and p99 both against that round's echo): single runs on these shared 2-core VMs varied by +-15% run
-      // to run. (With one warm-up at c=16 only, the first c=1 round after the ContextWrite runs was the lowest
-      // of three in each of three runs: 0.72, 0.68, 0.67 against medians of 0.81, 0.74, 0.75.)
+      // The targeted comparison is made on ROUNDS paired runs after an unreported warm-up at the same
+      // concurrency, and judged on the one with the median throughput ratio (throughput and p99 both against
+      // that run's echo). In a paired run one client process alternates blocks of calls between the echo and
+      // the kernel (bench/grpc/client.mjs, mode 'paired'), so both see the same load of the shared machine:
+      // with separate echo and kernel runs, one after the other, the ratios of five rounds spread from 0.32 to
+      // 1.27 at c=1 in one bench run on a busy day.
       for (const c of concurrency) {
         if (targets) await runClient({ ...job(c), calls: Math.min(CALLS[c]!, 2000) });
         let r: ClientResult;
@@ -158,10 +196,23 @@ export async function run(): Promise<BenchResult[]> {
           const pairs: Array<{ echo: ClientResult; run: ClientResult }> = [];
           const cpu = { echo: [] as number[], run: [] as number[] };
           for (let i = 0; i < ROUNDS; i++) {
-            const e = await withServerCpu(() => runClient({ ...echoJob(c) }), cpu.echo);
-            pairs.push({ echo: e, run: await withServerCpu(() => runClient(job(c)), cpu.run) });
+            const e0 = await echo.cpuUs();
+            const k0 = process.cpuUsage();
+            const p = (await runClient({
+              mode: 'paired',
+              a: { address: echo.address, path: '/bench.Echo/Echo', payloadB64: data.toString('base64') },
+              b: { address: k.address, path, payloadB64: payloadFor(c) },
+              concurrency: c,
+              calls: CALLS[c],
+              block: BLOCK[c],
+            })) as unknown as { a: ClientResult; b: ClientResult };
+            const ku = process.cpuUsage(k0);
+            // Warm-up calls included on both sides (the same number), as in the per-call figures before.
+            cpu.run.push((ku.user + ku.system) / p.b.calls);
+            cpu.echo.push(((await echo.cpuUs()) - e0) / p.a.calls);
+            pairs.push({ echo: p.a, run: p.b });
           }
-          // The servers' CPU per call (this process: the echo server, or the kernel with its worker threads),
+          // The servers' CPU per call (the echo's process, or this one: the kernel with its worker threads),
           // which the client's own CPU use does not blur the way it blurs throughput on two shared cores.
           out.push({
             suite: SUITE,
@@ -172,15 +223,15 @@ export async function run(): Promise<BenchResult[]> {
               name: `bare grpc-js echo c=${c} server CPU per call`,
               median: round(median(cpu.echo), 1),
             },
-            notes: `median of the ${ROUNDS} interleaved rounds (${cpu.run.map((x) => round(x, 0)).join(', ')} vs echo ${cpu.echo.map((x) => round(x, 0)).join(', ')}); user+system CPU of the server process over the run / calls`,
+            notes: `median of the ${ROUNDS} paired runs (${cpu.run.map((x) => round(x, 0)).join(', ')} vs echo ${cpu.echo.map((x) => round(x, 0)).join(', ')}); user+system CPU of the server process over the run / calls`,
           });
-          // The round with the median throughput ratio; its own echo is the baseline for both targets.
+          // The run with the median throughput ratio; its own echo is the baseline for both targets.
           const ratio = (p: { echo: ClientResult; run: ClientResult }) =>
             p.run.throughput / p.echo.throughput;
           const mid = medianBy(pairs, ratio);
           r = mid.run;
           base = mid.echo;
-          rounds = `round with the median ratio of ${ROUNDS} interleaved (echo, ${label}) rounds (throughput ratios ${pairs.map((p) => round(ratio(p), 2)).join(', ')}; p99 ratios ${pairs.map((p) => round(p.run.p99Us / p.echo.p99Us, 2)).join(', ')}); `;
+          rounds = `run with the median ratio of ${ROUNDS} paired runs (echo and ${label} in alternating blocks of ${BLOCK[c]} calls; throughput ratios ${pairs.map((p) => round(ratio(p), 2)).join(', ')}; p99 ratios ${pairs.map((p) => round(p.run.p99Us / p.echo.p99Us, 2)).join(', ')}); `;
         } else {
           r = await runClient(job(c));
         }
@@ -249,7 +300,7 @@ export async function run(): Promise<BenchResult[]> {
           concurrency: 16,
           calls: 4000,
         });
-        const e = await allocatedPerCall(() =>
+        const e = await echo.allocatedPerCall(() =>
           runClient(jobFor(echo.address, '/bench.Echo/Echo', data.toString('base64'))),
         );
         const r = await allocatedPerCall(() =>
@@ -471,14 +522,6 @@ const medianBy = <T>(xs: T[], key: (x: T) => number): T =>
   [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
 
 /** Run a client job and push this process's CPU time per call (us) onto `into`. */
-async function withServerCpu(run: () => Promise<ClientResult>, into: number[]): Promise<ClientResult> {
-  const c0 = process.cpuUsage();
-  const r = await run();
-  const cu = process.cpuUsage(c0);
-  into.push((cu.user + cu.system) / Math.max(1, r.calls));
-  return r;
-}
-
 /** Bytes allocated in this process per call while `run` runs (collected objects included). */
 async function allocatedPerCall(run: () => Promise<ClientResult>): Promise<number> {
   const s = new Session();

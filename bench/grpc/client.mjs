@@ -9,14 +9,24 @@
 //       one cam.session.v1 stream, `concurrency` calls in flight (capped by the granted window); with
 //       `batch`, the calls sent together (the first window, then the replacements for one ResultBatch)
 //       go as one CallBatch, as the SDK's SessionClient does
+//   { mode: 'paired', a: { address, path, payloadB64 }, b: { ... }, concurrency, calls, block }
+//       unary calls to two servers in alternating blocks of `block` calls (a, b, a, b, ...) until each has
+//       had `calls`: both are measured under the same load of the machine, minute by minute, so their ratio
+//       does not carry the drift between two separate runs. Prints { a: result, b: result }, each server's
+//       throughput being its calls over the time spent in its own blocks.
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 
 const job = JSON.parse(process.argv[2]);
-const client = new grpc.Client(job.address, grpc.credentials.createInsecure());
-await new Promise((resolve, reject) =>
-  client.waitForReady(Date.now() + 10_000, (e) => (e ? reject(e) : resolve())),
-);
+
+async function connect(address) {
+  const c = new grpc.Client(address, grpc.credentials.createInsecure());
+  await new Promise((resolve, reject) =>
+    c.waitForReady(Date.now() + 10_000, (e) => (e ? reject(e) : resolve())),
+  );
+  return c;
+}
+const client = job.mode === 'paired' ? undefined : await connect(job.address);
 
 function summary(lat, wallMs, errors, firstError) {
   lat.sort((a, b) => a - b);
@@ -31,46 +41,86 @@ function summary(lat, wallMs, errors, firstError) {
   };
 }
 
-async function unary() {
-  const payload = Buffer.from(job.payloadB64, 'base64');
-  const lat = [];
-  let errors = 0;
-  let firstError = '';
+/** One unary call to `t` ({ client, path, payload, lat, errors, firstError }), its latency recorded in t.lat. */
+function unaryCall(t) {
+  return new Promise((resolve) => {
+    const t0 = process.hrtime.bigint();
+    t.client.makeUnaryRequest(
+      t.path,
+      (b) => b,
+      (b) => b,
+      t.payload,
+      new grpc.Metadata(),
+      {},
+      (e) => {
+        t.lat.push(Number(process.hrtime.bigint() - t0) / 1000);
+        if (e) {
+          t.errors++;
+          t.firstError ||= `${e.code} ${e.details}`;
+        }
+        resolve();
+      },
+    );
+  });
+}
+
+function target(c, spec) {
+  return {
+    client: c,
+    path: spec.path,
+    payload: Buffer.from(spec.payloadB64, 'base64'),
+    lat: [],
+    errors: 0,
+    firstError: '',
+  };
+}
+
+/** `n` calls to `t`, `concurrency` in flight; the wall time in ms. */
+async function calls(t, n, concurrency) {
   let issued = 0;
-  const one = () =>
-    new Promise((resolve) => {
-      const t0 = process.hrtime.bigint();
-      client.makeUnaryRequest(
-        job.path,
-        (b) => b,
-        (b) => b,
-        payload,
-        new grpc.Metadata(),
-        {},
-        (e) => {
-          lat.push(Number(process.hrtime.bigint() - t0) / 1000);
-          if (e) {
-            errors++;
-            firstError ||= `${e.code} ${e.details}`;
-          }
-          resolve();
-        },
-      );
-    });
-  // Warm-up: connection, JIT, server-side caches.
-  for (let i = 0; i < Math.min(200, job.calls / 10); i++) await one();
-  lat.length = 0;
-  errors = 0;
   const start = performance.now();
   await Promise.all(
-    Array.from({ length: job.concurrency }, async () => {
-      while (issued < job.calls) {
+    Array.from({ length: Math.min(concurrency, n) }, async () => {
+      while (issued < n) {
         issued++;
-        await one();
+        await unaryCall(t);
       }
     }),
   );
-  return summary(lat, performance.now() - start, errors, firstError);
+  return performance.now() - start;
+}
+
+/** Warm-up (connection, JIT, server-side caches), then forget what it measured. */
+async function warm(t) {
+  for (let i = 0; i < Math.min(200, job.calls / 10); i++) await unaryCall(t);
+  t.lat.length = 0;
+  t.errors = 0;
+  t.firstError = '';
+}
+
+async function unary() {
+  const t = target(client, job);
+  await warm(t);
+  const wall = await calls(t, job.calls, job.concurrency);
+  return summary(t.lat, wall, t.errors, t.firstError);
+}
+
+async function paired() {
+  const ts = [];
+  for (const spec of [job.a, job.b])
+    ts.push({ ...target(await connect(spec.address), spec), wall: 0, done: 0 });
+  for (const t of ts) await warm(t);
+  while (ts.some((t) => t.done < job.calls)) {
+    for (const t of ts) {
+      const n = Math.min(job.block, job.calls - t.done);
+      if (n <= 0) continue;
+      t.wall += await calls(t, n, job.concurrency);
+      t.done += n;
+    }
+  }
+  for (const t of ts) t.client.close();
+  const [a, b] = ts.map((t) => summary(t.lat, t.wall, t.errors, t.firstError));
+  return { a, b, calls: a.calls + b.calls };
 }
 
 async function session() {
@@ -163,8 +213,9 @@ async function session() {
   return { ...summary(lat, wall, errors, firstError), window, inFlight };
 }
 
-const result = job.mode === 'session' ? await session() : await unary();
-client.close();
+const result =
+  job.mode === 'session' ? await session() : job.mode === 'paired' ? await paired() : await unary();
+client?.close();
 // The client's own CPU per call (whole run, warm-up included): tells a client-bound run from a server-bound one.
 const cpu = process.cpuUsage();
 result.clientCpuUsPerCall = (cpu.user + cpu.system) / result.calls;
