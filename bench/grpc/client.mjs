@@ -10,9 +10,11 @@
 //       `batch`, the calls sent together (the first window, then the replacements for one ResultBatch)
 //       go as one CallBatch, as the SDK's SessionClient does
 //   { mode: 'paired', a: { address, path, payloadB64 }, b: { ... }, concurrency, calls, block }
-//       unary calls to two servers in alternating blocks of `block` calls (a, b, a, b, ...) until each has
-//       had `calls`: both are measured under the same load of the machine, minute by minute, so their ratio
-//       does not carry the drift between two separate runs. Prints { a: result, b: result }, each server's
+//       calls to two targets in alternating blocks of `block` calls (a, b, a, b, ...) until each has had
+//       `calls`: both are measured under the same load of the machine, moment by moment, so their ratio
+//       does not carry the drift between two separate runs. A target is unary ({ address, path, payloadB64 })
+//       or a session ({ mode: 'session', address, protoRoot, field, request, batch }, one stream for all its
+//       blocks); either may set its own `calls` and `block`. Prints { a: result, b: result }, each target's
 //       throughput being its calls over the time spent in its own blocks.
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
@@ -91,8 +93,8 @@ async function calls(t, n, concurrency) {
 }
 
 /** Warm-up (connection, JIT, server-side caches), then forget what it measured. */
-async function warm(t) {
-  for (let i = 0; i < Math.min(200, job.calls / 10); i++) await unaryCall(t);
+async function warm(t, calls) {
+  for (let i = 0; i < Math.min(200, calls / 10); i++) await unaryCall(t);
   t.lat.length = 0;
   t.errors = 0;
   t.firstError = '';
@@ -100,58 +102,80 @@ async function warm(t) {
 
 async function unary() {
   const t = target(client, job);
-  await warm(t);
+  await warm(t, job.calls);
   const wall = await calls(t, job.calls, job.concurrency);
   return summary(t.lat, wall, t.errors, t.firstError);
 }
 
 async function paired() {
+  // A target may set its own `calls` and `block` (a session answers several times faster than unary calls).
+  const sizes = (spec) => ({ calls: spec.calls ?? job.calls, blockSize: spec.block ?? job.block });
   const ts = [];
-  for (const spec of [job.a, job.b])
-    ts.push({ ...target(await connect(spec.address), spec), wall: 0, done: 0 });
-  for (const t of ts) await warm(t);
-  while (ts.some((t) => t.done < job.calls)) {
-    for (const t of ts) {
-      const n = Math.min(job.block, job.calls - t.done);
-      if (n <= 0) continue;
-      t.wall += await calls(t, n, job.concurrency);
-      t.done += n;
+  for (const spec of [job.a, job.b]) {
+    const c = await connect(spec.address);
+    if (spec.mode === 'session') {
+      const t = await openSession(c, spec, job.concurrency);
+      await t.run(Math.min(500, sizes(spec).calls / 10));
+      t.measuring = true;
+      t.errors = 0;
+      t.firstError = '';
+      ts.push({ t, client: c, block: (n) => t.run(n), ...sizes(spec), wall: 0, done: 0 });
+    } else {
+      const t = target(c, spec);
+      await warm(t, sizes(spec).calls);
+      ts.push({ t, client: c, block: (n) => calls(t, n, job.concurrency), ...sizes(spec), wall: 0, done: 0 });
     }
   }
-  for (const t of ts) t.client.close();
-  const [a, b] = ts.map((t) => summary(t.lat, t.wall, t.errors, t.firstError));
+  while (ts.some((x) => x.done < x.calls)) {
+    for (const x of ts) {
+      const n = Math.min(x.blockSize, x.calls - x.done);
+      if (n <= 0) continue;
+      const start = performance.now();
+      await x.block(n);
+      x.wall += performance.now() - start;
+      x.done += n;
+    }
+  }
+  for (const x of ts) {
+    x.t.close?.();
+    x.client.close();
+  }
+  const [a, b] = ts.map((x) => ({
+    ...summary(x.t.lat, x.wall, x.t.errors, x.t.firstError),
+    ...(x.t.inFlight ? { window: x.t.window, inFlight: x.t.inFlight } : {}),
+  }));
   return { a, b, calls: a.calls + b.calls };
 }
 
-async function session() {
+/**
+ * A cam.session.v1 stream to `spec` ({ protoRoot, field, request, batch }) over client `c`, `concurrency`
+ * calls in flight (capped by the granted window). `run(n)` makes n more calls and resolves when all are
+ * answered; latencies are recorded while `measuring` is set.
+ */
+async function openSession(c, spec, concurrency) {
   const root = new protobuf.Root();
   // Imports (cam_syscall.proto) resolve against the proto root, as protoc's include path would.
-  root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : `${job.protoRoot}/${target}`);
+  root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : `${spec.protoRoot}/${target}`);
   root.loadSync('cam/session/v1/session.proto', { keepCase: true });
   const ClientMessage = root.lookupType('cam.session.v1.ClientMessage');
   const ServerMessage = root.lookupType('cam.session.v1.ServerMessage');
-  const stream = client.makeBidiStreamRequest(
+  const stream = c.makeBidiStreamRequest(
     '/cam.session.v1.SessionService/Open',
     (b) => b,
     (b) => b,
     new grpc.Metadata(),
     {},
   );
+  const t = { lat: [], errors: 0, firstError: '', measuring: false, window: 0, inFlight: 0 };
   const sent = new Map();
-  const lat = [];
-  let errors = 0;
-  let firstError = '';
   let nextId = 1;
-  let window = 0;
-  let measuring = false;
-  const warm = Math.min(500, job.calls / 10);
-  let target = warm;
+  let goal = 0;
   let outbox = [];
   const send = () => {
     const id = nextId++;
     sent.set(id, process.hrtime.bigint());
-    const call = { request_id: id, [job.field]: job.request };
-    if (job.batch) outbox.push(call);
+    const call = { request_id: id, [spec.field]: spec.request };
+    if (spec.batch) outbox.push(call);
     else stream.write(Buffer.from(ClientMessage.encode({ call }).finish()));
   };
   const flush = () => {
@@ -166,7 +190,7 @@ async function session() {
   stream.on('data', (buf) => {
     const m = ServerMessage.decode(buf);
     if (m.welcome) {
-      window = m.welcome.window;
+      t.window = m.welcome.window;
       phaseDone?.();
       return;
     }
@@ -174,13 +198,13 @@ async function session() {
       const id = Number(r.request_id);
       const t0 = sent.get(id);
       sent.delete(id);
-      if (measuring) lat.push(Number(process.hrtime.bigint() - t0) / 1000);
+      if (t.measuring) t.lat.push(Number(process.hrtime.bigint() - t0) / 1000);
       if (r.status && r.status.code !== 0) {
-        errors++;
-        firstError ||= `${r.status.code} ${r.status.message}`;
+        t.errors++;
+        t.firstError ||= `${r.status.code} ${r.status.message}`;
       }
       answered++;
-      if (issued < target) {
+      if (issued < goal) {
         issued++;
         send();
       } else if (answered === issued) phaseDone?.();
@@ -188,29 +212,35 @@ async function session() {
     flush();
   });
   stream.on('error', (e) => {
-    firstError ||= `${e.code} ${e.details}`;
+    t.firstError ||= `${e.code} ${e.details}`;
     phaseDone?.();
   });
   await new Promise((r) => (phaseDone = r));
-  const inFlight = Math.min(job.concurrency, window);
-  const phase = async (n) => {
-    target = issued + n;
+  t.inFlight = Math.min(concurrency, t.window);
+  t.run = async (n) => {
+    goal = issued + n;
     const p = new Promise((r) => (phaseDone = r));
-    for (let i = 0; i < inFlight && issued < target; i++) {
+    for (let i = 0; i < t.inFlight && issued < goal; i++) {
       issued++;
       send();
     }
     flush();
     await p;
   };
-  await phase(warm);
-  measuring = true;
-  errors = 0;
+  t.close = () => stream.end();
+  return t;
+}
+
+async function session() {
+  const t = await openSession(client, job, job.concurrency);
+  await t.run(Math.min(500, job.calls / 10));
+  t.measuring = true;
+  t.errors = 0;
   const start = performance.now();
-  await phase(job.calls);
+  await t.run(job.calls);
   const wall = performance.now() - start;
-  stream.end();
-  return { ...summary(lat, wall, errors, firstError), window, inFlight };
+  t.close();
+  return { ...summary(t.lat, wall, t.errors, t.firstError), window: t.window, inFlight: t.inFlight };
 }
 
 const result =
