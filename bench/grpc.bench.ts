@@ -445,17 +445,12 @@ export async function run(): Promise<BenchResult[]> {
           path: '/cam.syscall.SyscallService/ContextRead',
           payloadB64: read(),
           calls: CALLS[64],
-          block: 1_000,
+          block: BLOCK[64],
         };
+        // Five times the unary calls, in blocks five times as large: each side about half the time.
         const sessionSide = (batch: boolean) => ({
-          mode: 'session',
-          address: k.address,
-          protoRoot: PROTO_ROOT,
-          field: 'context_read',
-          request: readRequest,
-          batch,
-          calls: 40_000,
-          block: 5_000,
+          ...sessionJob('context_read', readRequest, 5 * CALLS[64]!, batch),
+          block: 5 * BLOCK[64]!,
         });
         await runClient(sessionJob('context_read', readRequest, 5_000, true));
         for (const batch of [false, true]) {
@@ -472,7 +467,7 @@ export async function run(): Promise<BenchResult[]> {
           const ratio = (x: (typeof runs)[number]) => x.session.throughput / x.unary.throughput;
           const mid = medianBy(runs, ratio);
           report('ContextRead', batch, mid.session, mid.unary.throughput, {
-            rounds: `run with the median ratio of ${ROUNDS} paired runs (unary c=64 in blocks of 1,000 calls and the session in blocks of 5,000, alternating; ratios ${runs.map((x) => round(ratio(x), 2)).join(', ')}); `,
+            rounds: `run with the median ratio of ${ROUNDS} paired runs (unary c=64 in blocks of ${BLOCK[64]} calls and the session in blocks of ${5 * BLOCK[64]!}, alternating; ratios ${runs.map((x) => round(ratio(x), 2)).join(', ')}); `,
           });
         }
       }
@@ -526,7 +521,6 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const medianBy = <T>(xs: T[], key: (x: T) => number): T =>
   [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
 
-/** Run a client job and push this process's CPU time per call (us) onto `into`. */
 /** Bytes allocated in this process per call while `run` runs (collected objects included). */
 async function allocatedPerCall(run: () => Promise<ClientResult>): Promise<number> {
   const s = new Session();

@@ -92,10 +92,18 @@ async function calls(t, n, concurrency) {
   return performance.now() - start;
 }
 
-/** Warm-up (connection, JIT, server-side caches), then forget what it measured. */
-async function warm(t, calls) {
-  for (let i = 0; i < Math.min(200, calls / 10); i++) await unaryCall(t);
+/** Warm-up (connection, JIT, server-side caches) for a run of `total` calls, then forget what it measured. */
+async function warm(t, total) {
+  for (let i = 0; i < Math.min(200, total / 10); i++) await unaryCall(t);
   t.lat.length = 0;
+  t.errors = 0;
+  t.firstError = '';
+}
+
+/** The same for a session (openSession below): its calls are measured from then on. */
+async function warmSession(t, total) {
+  await t.run(Math.min(500, total / 10));
+  t.measuring = true;
   t.errors = 0;
   t.firstError = '';
 }
@@ -115,10 +123,7 @@ async function paired() {
     const c = await connect(spec.address);
     if (spec.mode === 'session') {
       const t = await openSession(c, spec, job.concurrency);
-      await t.run(Math.min(500, sizes(spec).calls / 10));
-      t.measuring = true;
-      t.errors = 0;
-      t.firstError = '';
+      await warmSession(t, sizes(spec).calls);
       ts.push({ t, client: c, block: (n) => t.run(n), ...sizes(spec), wall: 0, done: 0 });
     } else {
       const t = target(c, spec);
@@ -233,9 +238,7 @@ async function openSession(c, spec, concurrency) {
 
 async function session() {
   const t = await openSession(client, job, job.concurrency);
-  await t.run(Math.min(500, job.calls / 10));
-  t.measuring = true;
-  t.errors = 0;
+  await warmSession(t, job.calls);
   const start = performance.now();
   await t.run(job.calls);
   const wall = performance.now() - start;

@@ -21,7 +21,7 @@ import type { KernelContext } from '../server/server.js';
 import { type InstallOptions, installSyscalls, type SyscallEnv } from '../syscalls/index.js';
 import type { TelemetryStore } from '../syscalls/telemetry.js';
 import { KERNEL_VERSION } from '../version.js';
-import { TurnGate, UNARY_CALLS_PER_TURN } from './turn-gate.js';
+import { TurnGate, unaryCallsPerTurn } from './turn-gate.js';
 
 export interface GatewayOptions {
   /** Defaults to authConfigFrom(config.dataDir). */
@@ -56,7 +56,7 @@ export class Gateway {
     opts: GatewayOptions,
   ) {
     this.auth = opts.auth ?? authConfigFrom(ctx.config.dataDir);
-    this.turns = new TurnGate(ctx.config.unaryCallsPerTurn ?? UNARY_CALLS_PER_TURN);
+    this.turns = new TurnGate(unaryCallsPerTurn(ctx.config));
     // Status and HealthCheck report the mode the gateway actually enforces.
     ctx.authMode = this.auth.mode;
     // Access-control decisions (throttling, auth refusals) go to the kernel's audit log.

@@ -21,6 +21,11 @@ import { eventTurn } from '../event-turn.js';
  */
 export const UNARY_CALLS_PER_TURN = 4;
 
+/** The calls per turn a kernel with this configuration starts (what the gateway enforces, what status shows). */
+export function unaryCallsPerTurn(config: { unaryCallsPerTurn?: number }): number {
+  return config.unaryCallsPerTurn ?? UNARY_CALLS_PER_TURN;
+}
+
 export class TurnGate {
   /** The turn (event-turn.ts) `started` counts for. */
   private turn = -1;

@@ -13,7 +13,7 @@ import { type AuthConfig, authConfigFrom, checkListen, serverCredentials } from 
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { KernelError } from '../errors.js';
 import { requireAdmin } from '../grpc/admin-guard.js';
-import { UNARY_CALLS_PER_TURN } from '../grpc/turn-gate.js';
+import { unaryCallsPerTurn } from '../grpc/turn-gate.js';
 import { type ComponentInfo, Kernel, type SwapRecord } from '../kernel/kernel.js';
 import { TrustedLoader } from '../kernel/loader.js';
 import type { PolicyEngine } from '../policy/engine.js';
@@ -263,7 +263,7 @@ function registerAdmin(server: grpc.Server, ctx: KernelContext, listen: string):
         missing: m.missing ?? '',
       })),
       warnings: ctx.warnings,
-      unary_calls_per_turn: ctx.config.unaryCallsPerTurn ?? UNARY_CALLS_PER_TURN,
+      unary_calls_per_turn: unaryCallsPerTurn(ctx.config),
       trace_sample_ratio: ctx.config.traceSampleRatio ?? 1,
     })),
     ListComponents: guarded('ListComponents', async () => ({
