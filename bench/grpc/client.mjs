@@ -121,15 +121,11 @@ async function paired() {
   const ts = [];
   for (const spec of [job.a, job.b]) {
     const c = await connect(spec.address);
-    if (spec.mode === 'session') {
-      const t = await openSession(c, spec, job.concurrency);
-      await warmSession(t, sizes(spec).calls);
-      ts.push({ t, client: c, block: (n) => t.run(n), ...sizes(spec), wall: 0, done: 0 });
-    } else {
-      const t = target(c, spec);
-      await warm(t, sizes(spec).calls);
-      ts.push({ t, client: c, block: (n) => calls(t, n, job.concurrency), ...sizes(spec), wall: 0, done: 0 });
-    }
+    const session = spec.mode === 'session';
+    const t = session ? await openSession(c, spec, job.concurrency) : target(c, spec);
+    await (session ? warmSession : warm)(t, sizes(spec).calls);
+    const block = session ? (n) => t.run(n) : (n) => calls(t, n, job.concurrency);
+    ts.push({ t, client: c, block, ...sizes(spec), wall: 0, done: 0 });
   }
   while (ts.some((x) => x.done < x.calls)) {
     for (const x of ts) {

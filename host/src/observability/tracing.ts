@@ -56,6 +56,8 @@ export interface SpanRecord {
 }
 
 export const DEFAULT_SPAN_CAPACITY = 5_000;
+/** Share of new traces recorded when the configuration names none: every call is traced. */
+export const DEFAULT_TRACE_SAMPLE_RATIO = 1;
 const W3C_TRACE_ID = /^[0-9a-f]{32}$/;
 const W3C_SPAN_ID = /^[0-9a-f]{16}$/;
 
@@ -442,7 +444,7 @@ const KERNEL_ROOT: Context = new LinkedContext(undefined, undefined, undefined);
 export interface TracingOptions {
   capacity?: number;
   /**
-   * Share of new traces recorded, 0 to 1 (default 1). A call that arrives with a `traceparent` follows
+   * Share of new traces recorded, 0 to 1 (default DEFAULT_TRACE_SAMPLE_RATIO). A call that arrives with a `traceparent` follows
    * its sampled flag instead; an unsampled call still gets a trace id (for its log lines and decisions)
    * but no spans, and costs almost nothing.
    */
@@ -457,7 +459,7 @@ export class Tracing {
 
   constructor(opts: TracingOptions = {}) {
     this.ring = new SpanRing(opts.capacity ?? DEFAULT_SPAN_CAPACITY);
-    this.sampleRatio = opts.sampleRatio ?? 1;
+    this.sampleRatio = opts.sampleRatio ?? DEFAULT_TRACE_SAMPLE_RATIO;
     if (!(this.sampleRatio >= 0 && this.sampleRatio <= 1))
       throw new Error(`trace sample ratio must be from 0 to 1, got ${opts.sampleRatio}`);
   }

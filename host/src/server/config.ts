@@ -9,6 +9,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { KernelError } from '../errors.js';
 import { type FederationConfig, parseFederationConfig } from '../federation/config.js';
 import { UNARY_CALLS_PER_TURN } from '../grpc/turn-gate.js';
+import { DEFAULT_TRACE_SAMPLE_RATIO } from '../observability/tracing.js';
 
 export interface KernelConfig {
   dataDir: string;
@@ -129,7 +130,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env = process.env): 
     overrides.http ?? env.CAM_OS_HTTP ?? (fromFile.http as string | undefined) ?? defaultHttp(listen);
   if (typeof http !== 'string') throw configError(`${file}: http must be a host:port string or 'off'`);
   if (http !== 'off') parseListen(http);
-  const ratioRaw = env.CAM_OS_TRACE_SAMPLE ?? fromFile.traceSampleRatio ?? 1;
+  const ratioRaw = env.CAM_OS_TRACE_SAMPLE ?? fromFile.traceSampleRatio ?? DEFAULT_TRACE_SAMPLE_RATIO;
   const traceSampleRatio =
     typeof ratioRaw === 'string' && ratioRaw.trim() !== '' ? Number(ratioRaw) : ratioRaw;
   if (typeof traceSampleRatio !== 'number' || !(traceSampleRatio >= 0 && traceSampleRatio <= 1)) {

@@ -16,6 +16,7 @@ import { requireAdmin } from '../grpc/admin-guard.js';
 import { unaryCallsPerTurn } from '../grpc/turn-gate.js';
 import { type ComponentInfo, Kernel, type SwapRecord } from '../kernel/kernel.js';
 import { TrustedLoader } from '../kernel/loader.js';
+import { DEFAULT_TRACE_SAMPLE_RATIO } from '../observability/tracing.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import { openGovernance, recordSyscallDecisions } from '../policy/governance.js';
 import { KERNEL_VERSION } from '../version.js';
@@ -264,7 +265,7 @@ function registerAdmin(server: grpc.Server, ctx: KernelContext, listen: string):
       })),
       warnings: ctx.warnings,
       unary_calls_per_turn: unaryCallsPerTurn(ctx.config),
-      trace_sample_ratio: ctx.config.traceSampleRatio ?? 1,
+      trace_sample_ratio: ctx.config.traceSampleRatio ?? DEFAULT_TRACE_SAMPLE_RATIO,
     })),
     ListComponents: guarded('ListComponents', async () => ({
       components: ctx.kernel.list().map(componentMessage),
